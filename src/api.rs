@@ -1,0 +1,302 @@
+//! The gRPC handlers: proto messages in, domain calls, proto messages out,
+//! and every error turned into a status a caller can act on.
+
+use std::sync::Arc;
+
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::context::{FieldViolation, RawContext};
+use crate::cookie::SetCookie;
+use crate::identity::{Consent, Identity, Method, Rejected, Rejection};
+use crate::pb;
+use crate::privacy::{self, UserRef};
+use crate::service::{ResolveInput, Resolution, Service, ServiceError};
+use crate::store::Store;
+
+/// INVALID_ARGUMENT with a `google.rpc.BadRequest` naming each field.
+pub fn invalid_argument(violations: Vec<(String, String)>) -> Status {
+    let summary: Vec<String> = violations.iter().map(|(f, d)| format!("{f}: {d}")).collect();
+    let mut details = ErrorDetails::new();
+    for (field, description) in violations {
+        details.add_bad_request_violation(field, description);
+    }
+    Status::with_error_details(Code::InvalidArgument, format!("invalid request: {}", summary.join("; ")), details)
+}
+
+fn violations(v: Vec<FieldViolation>) -> Status {
+    invalid_argument(v.into_iter().map(|v| (v.field, v.description)).collect())
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(v) => violations(v),
+            ServiceError::NotFound(what) => Status::not_found(what),
+            ServiceError::Store(e) => {
+                tracing::error!(error = %e, "store call failed");
+                Status::unavailable(e.to_string())
+            }
+        }
+    }
+}
+
+/// The SessionBridgeService implementation.
+pub struct Api<S> {
+    service: Arc<Service<S>>,
+}
+
+impl<S> Api<S> {
+    pub fn new(service: Arc<Service<S>>) -> Self {
+        Self { service }
+    }
+}
+
+fn consent(value: i32) -> Result<Option<Consent>, FieldViolation> {
+    match pb::Consent::try_from(value) {
+        Ok(pb::Consent::Unspecified) => Ok(None),
+        Ok(pb::Consent::Granted) => Ok(Some(Consent::Granted)),
+        Ok(pb::Consent::Denied) => Ok(Some(Consent::Denied)),
+        Err(_) => Err(FieldViolation::new(
+            "context.consent",
+            format!("unknown value {value}: use CONSENT_GRANTED or CONSENT_DENIED"),
+        )),
+    }
+}
+
+impl<S: Store> Api<S> {
+    /// Checks the request context; `extra` holds violations already found in
+    /// the other fields, so all are reported together.
+    fn context(
+        &self,
+        ctx: Option<&pb::RequestContext>,
+        mut extra: Vec<FieldViolation>,
+    ) -> Result<crate::context::RequestContext, Status> {
+        let Some(ctx) = ctx else {
+            extra.insert(0, FieldViolation::new("context", "is required: pass what you know about the HTTP request"));
+            return Err(violations(extra));
+        };
+        let consent = consent(ctx.consent).map_err(|v| {
+            extra.push(v);
+            violations(std::mem::take(&mut extra))
+        })?;
+        let raw = RawContext {
+            host: &ctx.host,
+            url: &ctx.url,
+            referer: &ctx.referer,
+            user_agent: &ctx.user_agent,
+            cookie_header: &ctx.cookie_header,
+            client_ip: &ctx.client_ip,
+            accept_language: &ctx.accept_language,
+            consent,
+        };
+        match raw.check("context.", self.service.settings().default_consent) {
+            Ok(c) if extra.is_empty() => Ok(c),
+            Ok(_) => Err(violations(extra)),
+            Err(mut v) => {
+                v.extend(extra);
+                Err(violations(v))
+            }
+        }
+    }
+
+    fn user_key(&self, user: Option<&UserOneof<'_>>) -> Result<crate::privacy::UserKey, Status> {
+        let keys = self.service.keys();
+        match user {
+            None => Err(invalid_argument(vec![(
+                "user".into(),
+                "set exactly one of user_id or email".into(),
+            )])),
+            Some(UserOneof::UserId(id)) => {
+                if id.is_empty() {
+                    return Err(invalid_argument(vec![("user_id".into(), "must not be empty".into())]));
+                }
+                privacy::check_user_id(id).map_err(|e| invalid_argument(vec![("user_id".into(), e.to_string())]))?;
+                Ok(privacy::user_key(keys, UserRef::UserId(id)))
+            }
+            Some(UserOneof::Email(email)) => {
+                let e = privacy::normalize_email(email)
+                    .map_err(|e| invalid_argument(vec![("email".into(), e.to_string())]))?;
+                Ok(privacy::user_key(keys, UserRef::Email(&e)))
+            }
+        }
+    }
+}
+
+enum UserOneof<'a> {
+    UserId(&'a str),
+    Email(&'a str),
+}
+
+fn identity(i: &Identity) -> pb::Identity {
+    pb::Identity {
+        client_id: i.client_id.to_string(),
+        session_id: i.session_id,
+        session_number: i.session_number,
+        user_id: i.user_id.clone().unwrap_or_default(),
+        first_seen_unix: i.first_seen(),
+        last_seen_unix: i.last_seen,
+    }
+}
+
+fn method(m: Method) -> pb::ResolutionMethod {
+    use pb::ResolutionMethod as P;
+    match m {
+        Method::Cookie => P::Cookie,
+        Method::HandoffToken => P::HandoffToken,
+        Method::UserId => P::UserId,
+        Method::ReferrerBridge => P::ReferrerBridge,
+        Method::SessionIdParameter => P::SessionIdParameter,
+        Method::New => P::New,
+        Method::NoConsent => P::NoConsent,
+    }
+}
+
+fn rejection(r: Rejection) -> pb::RejectionReason {
+    use pb::RejectionReason as P;
+    match r {
+        Rejection::Malformed => P::Malformed,
+        Rejection::BadSeal => P::BadSeal,
+        Rejection::UnknownKey => P::UnknownKey,
+        Rejection::Expired => P::Expired,
+        Rejection::Replayed => P::Replayed,
+        Rejection::WrongAudience => P::WrongAudience,
+        Rejection::FingerprintMismatch => P::FingerprintMismatch,
+        Rejection::NotFound => P::NotFound,
+        Rejection::NotAllowed => P::NotAllowed,
+        Rejection::NoConsent => P::NoConsent,
+    }
+}
+
+fn rejected(r: &Rejected) -> pb::RejectedEvidence {
+    pb::RejectedEvidence {
+        source: method(r.source) as i32,
+        reason: rejection(r.reason) as i32,
+        detail: r.detail.clone(),
+    }
+}
+
+pub(crate) fn cookie(c: &SetCookie) -> pb::Cookie {
+    pb::Cookie {
+        name: c.name.clone(),
+        value: c.value.clone(),
+        domain: c.domain.clone().unwrap_or_default(),
+        path: c.path.clone(),
+        max_age_seconds: c.max_age_secs,
+        secure: c.secure,
+        http_only: c.http_only,
+        same_site: match c.same_site {
+            cookie::SameSite::Lax => pb::SameSite::Lax,
+            cookie::SameSite::Strict => pb::SameSite::Strict,
+            cookie::SameSite::None => pb::SameSite::None,
+        } as i32,
+        set_cookie_header: c.header(),
+    }
+}
+
+fn resolution(r: &Resolution) -> pb::ResolveSessionResponse {
+    pb::ResolveSessionResponse {
+        identity: Some(identity(&r.identity)),
+        method: method(r.method) as i32,
+        confidence: r.confidence,
+        new_session: r.new_session,
+        new_client: r.new_client,
+        cookies: r.cookies.iter().map(cookie).collect(),
+        rejected: r.rejected.iter().map(rejected).collect(),
+        clean_url: r.clean_url.clone().unwrap_or_default(),
+        persisted: r.persisted,
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S> {
+    async fn mint_cookie(
+        &self,
+        request: Request<pb::MintCookieRequest>,
+    ) -> Result<Response<pb::MintCookieResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = self.context(req.context.as_ref(), vec![])?;
+        let r = self
+            .service
+            .mint(ResolveInput {
+                ctx,
+                user: Default::default(),
+                ga_cookie: req.ga_cookie,
+            })
+            .await?;
+        let full = resolution(&r);
+        Ok(Response::new(pb::MintCookieResponse {
+            identity: full.identity,
+            method: full.method,
+            cookies: full.cookies,
+            new_session: full.new_session,
+            rejected: full.rejected,
+        }))
+    }
+
+    async fn record_handoff(
+        &self,
+        _request: Request<pb::RecordHandoffRequest>,
+    ) -> Result<Response<pb::RecordHandoffResponse>, Status> {
+        Err(Status::unimplemented("RecordHandoff is not available in this build"))
+    }
+
+    async fn resolve_session(
+        &self,
+        request: Request<pb::ResolveSessionRequest>,
+    ) -> Result<Response<pb::ResolveSessionResponse>, Status> {
+        let req = request.into_inner();
+        let (user, user_err) = match self.service.user_input(&req.user_id, &req.email, "") {
+            Ok(u) => (u, vec![]),
+            Err(ServiceError::Invalid(v)) => (Default::default(), v),
+            Err(e) => return Err(e.into()),
+        };
+        let ctx = self.context(req.context.as_ref(), user_err)?;
+        let r = self
+            .service
+            .resolve(ResolveInput {
+                ctx,
+                user,
+                ga_cookie: req.ga_cookie,
+            })
+            .await?;
+        Ok(Response::new(resolution(&r)))
+    }
+
+    async fn lookup_by_user(
+        &self,
+        request: Request<pb::LookupByUserRequest>,
+    ) -> Result<Response<pb::LookupByUserResponse>, Status> {
+        use pb::lookup_by_user_request::User;
+        let req = request.into_inner();
+        let user = req.user.as_ref().map(|u| match u {
+            User::UserId(id) => UserOneof::UserId(id),
+            User::Email(e) => UserOneof::Email(e),
+        });
+        let key = self.user_key(user.as_ref())?;
+        let found = self.service.lookup(key, req.limit as usize).await?;
+        let recent: Vec<pb::Identity> = found.iter().map(identity).collect();
+        Ok(Response::new(pb::LookupByUserResponse {
+            identity: recent.first().cloned(),
+            recent,
+        }))
+    }
+
+    async fn forget_user(
+        &self,
+        request: Request<pb::ForgetUserRequest>,
+    ) -> Result<Response<pb::ForgetUserResponse>, Status> {
+        use pb::forget_user_request::User;
+        let req = request.into_inner();
+        let user = req.user.as_ref().map(|u| match u {
+            User::UserId(id) => UserOneof::UserId(id),
+            User::Email(e) => UserOneof::Email(e),
+        });
+        let key = self.user_key(user.as_ref())?;
+        let erased = self.service.forget(key).await?;
+        Ok(Response::new(pb::ForgetUserResponse {
+            identities_erased: erased.clients,
+            found: erased.found,
+        }))
+    }
+}

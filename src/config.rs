@@ -1,0 +1,284 @@
+//! Configuration: a TOML file, then `SESSIONBRIDGE_*` environment variables,
+//! then command-line flags, each overriding the one before. Every setting has
+//! a default, so `sessionbridge serve` starts with no configuration at all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::identity::Consent;
+use crate::store::Durability;
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Text,
+    /// One JSON object per line, for a cluster's log stack.
+    Json,
+}
+
+/// Every setting of `sessionbridge serve`. Field docs are the reference the
+/// README repeats.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Loopback by default: in a pod only the backend
+    /// beside it can reach the sidecar.
+    pub listen: SocketAddr,
+    /// Allow a non-loopback `listen` address without TLS. Plaintext gRPC on a
+    /// shared network lets anyone mint and read identities.
+    pub insecure_listen: bool,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// The key file shared by every sidecar of a deployment. Without one, a
+    /// development key is generated in the data directory; cookies and
+    /// tokens then work on this instance only.
+    pub keys: Option<PathBuf>,
+    /// Domains on which cookies may be set (each admits its subdomains).
+    /// Empty: every host, host-only cookies.
+    pub allowed_domains: Vec<String>,
+    /// Name of the service's own identity cookie.
+    pub cookie_name: String,
+    /// Inactivity after which the next hit starts a new session.
+    pub session_timeout_secs: u64,
+    /// Lifetime of an identity (cookie Max-Age and stored record), in days;
+    /// at most 400, the cap browsers apply.
+    pub identity_ttl_days: u32,
+    /// Also set a GA4 `_ga` cookie by default.
+    pub ga_cookie: bool,
+    /// Consent assumed when a request does not state it.
+    pub default_consent: Consent,
+    /// How many recent identities a user index keeps.
+    pub user_history: usize,
+    /// When a write is acknowledged: `interval` or `sync`.
+    pub durability: Durability,
+    /// With `durability = "interval"`, how often the store is flushed.
+    pub flush_interval_ms: u64,
+    /// How often expired records are removed.
+    pub sweep_interval_secs: u64,
+    /// Deadline of one call; a caller's shorter `grpc-timeout` wins.
+    pub request_timeout_ms: u64,
+    /// Calls served at once; beyond it calls are shed with UNAVAILABLE.
+    pub concurrency_limit: usize,
+    /// Largest request message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// On SIGTERM, how long to report NOT_SERVING before closing the
+    /// listener, so load balancers stop sending calls first.
+    pub drain_secs: u64,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".parse().expect("valid address"),
+            insecure_listen: false,
+            data_dir: PathBuf::from("sessionbridge-data"),
+            keys: None,
+            allowed_domains: Vec::new(),
+            cookie_name: "_sbid".into(),
+            session_timeout_secs: 30 * 60,
+            identity_ttl_days: 400,
+            ga_cookie: false,
+            default_consent: Consent::Granted,
+            user_history: 10,
+            durability: Durability::Interval,
+            flush_interval_ms: 500,
+            sweep_interval_secs: 60,
+            request_timeout_ms: 2000,
+            concurrency_limit: 1024,
+            max_message_bytes: 64 * 1024,
+            drain_secs: 0,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Settings given on the command line or in the environment; `None` leaves
+/// the file's (or default) value.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Overrides {
+    /// TOML configuration file.
+    #[arg(long, env = "SESSIONBRIDGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:50051].
+    #[arg(long, env = "SESSIONBRIDGE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Allow listening beyond loopback without TLS.
+    #[arg(long, env = "SESSIONBRIDGE_INSECURE_LISTEN")]
+    pub insecure_listen: Option<bool>,
+    /// Directory of the embedded store [default: ./sessionbridge-data].
+    #[arg(long, env = "SESSIONBRIDGE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Key file shared by every sidecar (see `sessionbridge keygen`).
+    #[arg(long, env = "SESSIONBRIDGE_KEYS", value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    /// Domains cookies may be set on, comma-separated.
+    #[arg(long, env = "SESSIONBRIDGE_ALLOWED_DOMAINS", value_delimiter = ',', value_name = "DOMAINS")]
+    pub allowed_domains: Option<Vec<String>>,
+    /// Name of the identity cookie [default: _sbid].
+    #[arg(long, env = "SESSIONBRIDGE_COOKIE_NAME")]
+    pub cookie_name: Option<String>,
+    /// Session inactivity timeout in seconds [default: 1800].
+    #[arg(long, env = "SESSIONBRIDGE_SESSION_TIMEOUT_SECS")]
+    pub session_timeout_secs: Option<u64>,
+    /// Identity lifetime in days, at most 400 [default: 400].
+    #[arg(long, env = "SESSIONBRIDGE_IDENTITY_TTL_DAYS")]
+    pub identity_ttl_days: Option<u32>,
+    /// Set a GA4 `_ga` cookie by default.
+    #[arg(long, env = "SESSIONBRIDGE_GA_COOKIE")]
+    pub ga_cookie: Option<bool>,
+    /// Consent assumed when a request does not state it [default: granted].
+    #[arg(long, env = "SESSIONBRIDGE_DEFAULT_CONSENT", value_parser = parse_consent)]
+    pub default_consent: Option<Consent>,
+    /// Recent identities kept per user [default: 10].
+    #[arg(long, env = "SESSIONBRIDGE_USER_HISTORY")]
+    pub user_history: Option<usize>,
+    /// `interval` or `sync` [default: interval].
+    #[arg(long, env = "SESSIONBRIDGE_DURABILITY", value_parser = parse_durability)]
+    pub durability: Option<Durability>,
+    /// Flush interval with durability=interval, ms [default: 500].
+    #[arg(long, env = "SESSIONBRIDGE_FLUSH_INTERVAL_MS")]
+    pub flush_interval_ms: Option<u64>,
+    /// Expired-record sweep interval, s [default: 60].
+    #[arg(long, env = "SESSIONBRIDGE_SWEEP_INTERVAL_SECS")]
+    pub sweep_interval_secs: Option<u64>,
+    /// Per-call deadline, ms [default: 2000].
+    #[arg(long, env = "SESSIONBRIDGE_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Calls served at once before shedding [default: 1024].
+    #[arg(long, env = "SESSIONBRIDGE_CONCURRENCY_LIMIT")]
+    pub concurrency_limit: Option<usize>,
+    /// Largest request message, bytes [default: 65536].
+    #[arg(long, env = "SESSIONBRIDGE_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// NOT_SERVING period before closing on SIGTERM, s [default: 0].
+    #[arg(long, env = "SESSIONBRIDGE_DRAIN_SECS")]
+    pub drain_secs: Option<u64>,
+    /// `text` or `json` [default: text].
+    #[arg(long, env = "SESSIONBRIDGE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+fn parse_consent(s: &str) -> Result<Consent, String> {
+    match s {
+        "granted" => Ok(Consent::Granted),
+        "denied" => Ok(Consent::Denied),
+        _ => Err("expected `granted` or `denied`".into()),
+    }
+}
+
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    match s {
+        "interval" => Ok(Durability::Interval),
+        "sync" => Ok(Durability::Sync),
+        _ => Err("expected `interval` or `sync`".into()),
+    }
+}
+
+macro_rules! apply {
+    ($cfg:ident, $o:ident, $($field:ident),*) => {
+        $(if let Some(v) = $o.$field.clone() { $cfg.$field = v; })*
+    };
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are errors, so a typo is not silently
+    /// ignored.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("configuration file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("configuration file {}: {e}", path.display()))
+    }
+
+    /// The file (if any), then the overrides, then checks.
+    pub fn load(o: &Overrides) -> anyhow::Result<Self> {
+        let mut cfg = match &o.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        apply!(
+            cfg, o, listen, insecure_listen, data_dir, allowed_domains, cookie_name, session_timeout_secs,
+            identity_ttl_days, ga_cookie, default_consent, user_history, durability, flush_interval_ms,
+            sweep_interval_secs, request_timeout_ms, concurrency_limit, max_message_bytes, drain_secs, log_format
+        );
+        if o.keys.is_some() {
+            cfg.keys = o.keys.clone();
+        }
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Refuses settings that cannot work, with what to change.
+    pub fn check(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        if !crate::cookie::valid_cookie_name(&self.cookie_name) {
+            bail!("cookie_name {:?}: use 1 to 64 letters, digits, `_` or `-`", self.cookie_name);
+        }
+        if !(1..=400).contains(&self.identity_ttl_days) {
+            bail!("identity_ttl_days {}: must be 1 to 400 (browsers cap cookies at 400 days)", self.identity_ttl_days);
+        }
+        if self.session_timeout_secs == 0 {
+            bail!("session_timeout_secs must be at least 1");
+        }
+        if !(1..=1000).contains(&self.user_history) {
+            bail!("user_history {}: must be 1 to 1000", self.user_history);
+        }
+        if self.concurrency_limit == 0 || self.request_timeout_ms == 0 {
+            bail!("concurrency_limit and request_timeout_ms must be at least 1");
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_message_bytes) {
+            bail!("max_message_bytes {}: must be 1 KiB to 16 MiB", self.max_message_bytes);
+        }
+        if !self.listen.ip().is_loopback() && !self.insecure_listen {
+            bail!(
+                "listen {}: refusing to serve plaintext gRPC beyond loopback; listen on 127.0.0.1, or pass \
+                 --insecure-listen true when a network policy already limits who can connect",
+                self.listen
+            );
+        }
+        crate::cookie::AllowedDomains::new(self.allowed_domains.clone()).map_err(anyhow::Error::msg)?;
+        Ok(())
+    }
+
+    /// Identity lifetime in seconds.
+    pub fn identity_ttl_secs(&self) -> i64 {
+        i64::from(self.identity_ttl_days) * 86_400
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "cookie_name = \"fromfile\"\nsession_timeout_secs = 60\n").unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            session_timeout_secs: Some(90),
+            ..Default::default()
+        };
+        let cfg = Config::load(&o).unwrap();
+        assert_eq!(cfg.cookie_name, "fromfile");
+        assert_eq!(cfg.session_timeout_secs, 90);
+        std::fs::write(&path, "cookie_nam = \"typo\"\n").unwrap();
+        let err = Config::load(&o).unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn refuses_plaintext_beyond_loopback() {
+        let o = Overrides {
+            listen: Some("0.0.0.0:50051".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(Config::load(&o).unwrap_err().to_string().contains("--insecure-listen"));
+    }
+}

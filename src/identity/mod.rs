@@ -1,0 +1,112 @@
+//! The domain: who a visitor is, which session they are in, and the order in
+//! which evidence decides it. Nothing here knows about gRPC or storage, so the
+//! rules are testable on their own.
+
+mod client_id;
+mod session;
+
+pub use client_id::{ClientId, ClientIdError};
+pub(crate) use client_id::clamp_u32;
+pub use session::SessionPolicy;
+
+use serde::{Deserialize, Serialize};
+
+/// One visitor and the session they are in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub client_id: ClientId,
+    /// GA4 session id: unix seconds at the start of the current session.
+    pub session_id: i64,
+    /// Sessions of this client so far, the current one included.
+    pub session_number: u32,
+    /// The backend's user id, once a login linked one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Unix seconds of the latest hit; the inactivity timeout counts from it.
+    pub last_seen: i64,
+}
+
+impl Identity {
+    /// GA4 counts a client's first visit from the id's own timestamp, so the
+    /// first-seen time needs no field of its own.
+    pub fn first_seen(&self) -> i64 {
+        self.client_id.created()
+    }
+}
+
+/// Where an identity came from. The order of [`PRECEDENCE`] is the product's
+/// central rule; everything else follows from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// The service's own signed cookie.
+    Cookie,
+    /// A sealed hand-off token in the request URL.
+    HandoffToken,
+    /// The most recent identity linked to the request's user id or email.
+    UserId,
+    /// A recent hand-off from the referring site by the same browser and
+    /// network (a heuristic).
+    ReferrerBridge,
+    /// A raw `session_id` parameter from an allow-listed referrer (opt-in).
+    SessionIdParameter,
+    /// Nothing usable: a new identity.
+    New,
+    /// Consent denied: an ephemeral identity, never stored.
+    NoConsent,
+}
+
+/// The order in which ResolveSession weighs evidence: the first source that
+/// yields an identity wins, and a weaker source can never override a
+/// stronger one.
+///
+/// Verified evidence first (a cookie this domain set, then a token another
+/// domain sealed), then the user's own login, then the heuristic bridge,
+/// then the opt-in raw parameter; when all are absent or rejected, a new
+/// identity is minted.
+pub const PRECEDENCE: &[Method] = &[Method::Cookie, Method::UserId];
+
+/// What MintCookie looks at: the own cookie only (refresh it, or mint).
+pub const MINT_ONLY: &[Method] = &[Method::Cookie];
+
+/// Why a piece of evidence was not used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    Malformed,
+    BadSeal,
+    UnknownKey,
+    Expired,
+    Replayed,
+    WrongAudience,
+    FingerprintMismatch,
+    NotFound,
+    NotAllowed,
+    NoConsent,
+}
+
+/// Evidence found in a request but not used, for the caller to debug with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub source: Method,
+    pub reason: Rejection,
+    /// A short explanation; never the evidence itself.
+    pub detail: String,
+}
+
+impl Rejected {
+    pub fn new(source: Method, reason: Rejection, detail: impl Into<String>) -> Self {
+        Self {
+            source,
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The visitor's analytics consent (GA4 consent mode's `analytics_storage`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Consent {
+    #[default]
+    Granted,
+    Denied,
+}

@@ -1,0 +1,320 @@
+//! The key file: secrets shared by every sidecar of a deployment.
+//!
+//! A key file holds a list of keys, each with an id, exactly one marked
+//! current, and a pepper. The current key signs cookies and seals tokens;
+//! every listed key verifies and opens, so a new key can be rolled out, made
+//! current, and the old one removed once nothing in flight uses it. The
+//! pepper keys the hashes of user ids, emails and fingerprints; it never
+//! rotates, because rotating it would orphan every stored user index.
+//!
+//! Each purpose uses its own subkey derived with HKDF-SHA256, so a key never
+//! serves two algorithms.
+
+use std::fmt;
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use hkdf::Hkdf;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+/// Length of every secret in the file, in bytes.
+pub const SECRET_LEN: usize = 32;
+/// Longest key id: ids travel inside every cookie and token.
+pub const MAX_KEY_ID_LEN: usize = 16;
+
+/// A 32-byte secret, wiped from memory when dropped.
+pub type Secret = Zeroizing<[u8; SECRET_LEN]>;
+
+/// What can be wrong with a key file. Each message names the file and says
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("key file {path}: not valid JSON of the expected shape: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("key file {path}: {problem}; run `sessionbridge keygen --out FILE` to write a valid one")]
+    Invalid { path: String, problem: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    version: u32,
+    pepper: String,
+    keys: Vec<KeyEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyEntry {
+    id: String,
+    secret: String,
+    #[serde(default)]
+    current: bool,
+}
+
+/// One key, with the subkeys derived from it.
+pub struct Key {
+    pub id: String,
+    /// HMAC-SHA256 key for the own cookie's signature.
+    pub cookie_mac: Secret,
+    /// XChaCha20-Poly1305 key for hand-off tokens.
+    pub token_seal: Secret,
+}
+
+/// All keys of a deployment, loaded and derived.
+pub struct Keyring {
+    keys: Vec<Key>,
+    current: usize,
+    /// HMAC-SHA256 key for user-id and email index hashes.
+    pub user_index: Secret,
+    /// HMAC-SHA256 key for referrer-bridge fingerprints.
+    pub fingerprint: Secret,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
+        f.debug_struct("Keyring")
+            .field("keys", &ids)
+            .field("current", &self.current().id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn derive(secret: &[u8], purpose: &str) -> Secret {
+    let mut out = Zeroizing::new([0u8; SECRET_LEN]);
+    Hkdf::<Sha256>::new(Some(b"sessionbridge/v1"), secret)
+        .expand(purpose.as_bytes(), out.as_mut())
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    out
+}
+
+fn random_secret() -> Secret {
+    let mut s = Zeroizing::new([0u8; SECRET_LEN]);
+    rand::rngs::OsRng.fill_bytes(s.as_mut());
+    s
+}
+
+/// True for ids made of `[A-Za-z0-9_-]`, 1 to 16 characters.
+pub fn valid_key_id(id: &str) -> bool {
+    (1..=MAX_KEY_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Keyring {
+    /// Loads and checks a key file.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let file: KeyFile = serde_json::from_str(&text).map_err(|source| KeyError::Parse {
+            path: p.clone(),
+            source,
+        })?;
+        Self::from_file(file).map_err(|problem| KeyError::Invalid { path: p, problem })
+    }
+
+    fn from_file(file: KeyFile) -> Result<Self, String> {
+        if file.version != 1 {
+            return Err(format!("unsupported version {} (expected 1)", file.version));
+        }
+        let decode = |what: &str, s: &str| -> Result<Secret, String> {
+            let bytes = Zeroizing::new(
+                B64.decode(s.trim_end_matches('='))
+                    .map_err(|_| format!("{what} is not base64url"))?,
+            );
+            let arr: [u8; SECRET_LEN] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| format!("{what} must decode to {SECRET_LEN} bytes, not {}", bytes.len()))?;
+            Ok(Zeroizing::new(arr))
+        };
+        let pepper = decode("pepper", &file.pepper)?;
+        if file.keys.is_empty() {
+            return Err("no keys listed".into());
+        }
+        let mut keys = Vec::with_capacity(file.keys.len());
+        let mut current = None;
+        for (i, entry) in file.keys.iter().enumerate() {
+            if !valid_key_id(&entry.id) {
+                return Err(format!(
+                    "key id {:?} must be 1 to {MAX_KEY_ID_LEN} characters of A-Z a-z 0-9 _ -",
+                    entry.id
+                ));
+            }
+            if keys.iter().any(|k: &Key| k.id == entry.id) {
+                return Err(format!("key id {:?} is listed twice", entry.id));
+            }
+            let secret = decode(&format!("secret of key {:?}", entry.id), &entry.secret)?;
+            if entry.current {
+                if current.is_some() {
+                    return Err("more than one key is marked current".into());
+                }
+                current = Some(i);
+            }
+            keys.push(Key {
+                id: entry.id.clone(),
+                cookie_mac: derive(secret.as_ref(), "cookie-mac"),
+                token_seal: derive(secret.as_ref(), "token-seal"),
+            });
+        }
+        let current = current.ok_or("no key is marked current")?;
+        Ok(Self {
+            keys,
+            current,
+            user_index: derive(pepper.as_ref(), "user-index"),
+            fingerprint: derive(pepper.as_ref(), "fingerprint"),
+        })
+    }
+
+    /// The key that signs and seals.
+    pub fn current(&self) -> &Key {
+        &self.keys[self.current]
+    }
+
+    /// A key by id, to verify or open.
+    pub fn get(&self, id: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+}
+
+/// Writes a new key file with one current key and a fresh pepper. Refuses to
+/// overwrite an existing file.
+pub fn generate(path: &Path, key_id: &str) -> Result<(), KeyError> {
+    let p = path.display().to_string();
+    if !valid_key_id(key_id) {
+        return Err(KeyError::Invalid {
+            path: p,
+            problem: format!("key id {key_id:?} must be 1 to {MAX_KEY_ID_LEN} characters of A-Z a-z 0-9 _ -"),
+        });
+    }
+    let file = KeyFile {
+        version: 1,
+        pepper: B64.encode(random_secret().as_ref()),
+        keys: vec![KeyEntry {
+            id: key_id.to_string(),
+            secret: B64.encode(random_secret().as_ref()),
+            current: true,
+        }],
+    };
+    write_new(path, &file)
+}
+
+/// Adds a new current key to an existing file; older keys stay listed so
+/// that what they sealed still opens. Returns the new key's id.
+pub fn rotate(path: &Path, key_id: &str) -> Result<(), KeyError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let mut file: KeyFile = serde_json::from_str(&text).map_err(|source| KeyError::Parse {
+        path: p.clone(),
+        source,
+    })?;
+    if !valid_key_id(key_id) || file.keys.iter().any(|k| k.id == key_id) {
+        return Err(KeyError::Invalid {
+            path: p,
+            problem: format!("new key id {key_id:?} is invalid or already listed"),
+        });
+    }
+    for k in &mut file.keys {
+        k.current = false;
+    }
+    file.keys.push(KeyEntry {
+        id: key_id.to_string(),
+        secret: B64.encode(random_secret().as_ref()),
+        current: true,
+    });
+    // Check the result loads before replacing the original.
+    Keyring::from_file(serde_json::from_str(&serde_json::to_string(&file).expect("serializable")).expect("round trip"))
+        .map_err(|problem| KeyError::Invalid { path: p.clone(), problem })?;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, &file)?;
+    std::fs::rename(&tmp, path).map_err(|source| KeyError::Io { path: p, source })
+}
+
+fn write_new(path: &Path, file: &KeyFile) -> Result<(), KeyError> {
+    use std::io::Write;
+    let p = path.display().to_string();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let io = |source| KeyError::Io {
+        path: p.clone(),
+        source,
+    };
+    let mut f = opts.open(path).map_err(io)?;
+    let mut text = serde_json::to_string_pretty(file).expect("key file serializes");
+    text.push('\n');
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// Loads the key file at `path`, or, when it does not exist, creates it.
+/// Used for the zero-configuration development key kept in the data
+/// directory.
+pub fn load_or_create(path: &Path) -> Result<Keyring, KeyError> {
+    if !path.exists() {
+        generate(path, "dev")?;
+    }
+    Keyring::load(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_then_load_and_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        generate(&path, "k1").unwrap();
+        assert!(generate(&path, "k1").is_err(), "must not overwrite");
+        let ring = Keyring::load(&path).unwrap();
+        assert_eq!(ring.current().id, "k1");
+        let pepper_before = *ring.user_index;
+        rotate(&path, "k2").unwrap();
+        let ring = Keyring::load(&path).unwrap();
+        assert_eq!(ring.current().id, "k2");
+        assert!(ring.get("k1").is_some());
+        assert_eq!(*ring.user_index, pepper_before, "rotation keeps the pepper");
+    }
+
+    #[test]
+    fn explains_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        std::fs::write(&path, r#"{"version":1,"pepper":"AAAA","keys":[]}"#).unwrap();
+        let err = Keyring::load(&path).unwrap_err().to_string();
+        assert!(err.contains("pepper must decode to 32 bytes"), "{err}");
+        let ok = B64.encode([1u8; 32]);
+        std::fs::write(
+            &path,
+            format!(r#"{{"version":1,"pepper":"{ok}","keys":[{{"id":"a","secret":"{ok}"}}]}}"#),
+        )
+        .unwrap();
+        let err = Keyring::load(&path).unwrap_err().to_string();
+        assert!(err.contains("no key is marked current"), "{err}");
+        assert!(err.contains("sessionbridge keygen"), "{err}");
+    }
+}

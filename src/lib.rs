@@ -1,0 +1,22 @@
+//! sessionbridge: one visitor identity and one session across many web
+//! domains, answered over gRPC to backends in any language.
+//!
+//! Layout: [`identity`] holds the rules (ids, sessions, the precedence of
+//! evidence) and knows neither gRPC nor storage; [`cookie`], [`privacy`] and
+//! [`context`] turn raw request data into trusted values; [`store`] is the
+//! persistence contract and its engines; [`service`] applies the rules;
+//! [`api`] translates gRPC; [`server`] assembles and runs it all.
+
+pub mod api;
+pub mod codec;
+pub mod config;
+pub mod context;
+pub mod cookie;
+pub mod identity;
+pub mod keys;
+pub mod pb;
+pub mod privacy;
+pub mod server;
+pub mod service;
+pub mod shutdown;
+pub mod store;

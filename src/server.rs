@@ -1,0 +1,141 @@
+//! Assembly: opens the store, builds the services (the API, health,
+//! reflection), wraps them in tower layers, serves, and shuts down cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+use crate::api::Api;
+use crate::config::Config;
+use crate::keys::{self, Keyring};
+use crate::pb::session_bridge_service_server::SessionBridgeServiceServer;
+use crate::service::{now_unix, Service, Settings};
+use crate::shutdown::{self, Shutdown};
+use crate::store::{SledStore, Store};
+
+/// The service name health checks answer for, besides the server as a whole ("").
+pub const SERVICE_NAME: &str = "sessionbridge.v1.SessionBridgeService";
+
+/// Loads the configured key file, or the development key in the data
+/// directory (with a warning: it works on this instance only).
+pub fn load_keys(cfg: &Config) -> anyhow::Result<Keyring> {
+    match &cfg.keys {
+        Some(path) => Ok(Keyring::load(path)?),
+        None => {
+            std::fs::create_dir_all(&cfg.data_dir)
+                .with_context(|| format!("data directory {}", cfg.data_dir.display()))?;
+            let path = cfg.data_dir.join("dev-keys.json");
+            tracing::warn!(
+                path = %path.display(),
+                "no key file configured: using a development key kept in the data directory; \
+                 cookies and hand-off tokens will not be recognised by any other instance. \
+                 For cross-domain use, give every sidecar the same file from `sessionbridge keygen`"
+            );
+            Ok(keys::load_or_create(&path)?)
+        }
+    }
+}
+
+/// Runs the server until `stop` resolves (or SIGTERM/SIGINT). Announces the
+/// bound address on stdout as `sessionbridge listening on ADDR`, a line
+/// scripts and tests may rely on.
+pub async fn run(cfg: Config, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let keys = Arc::new(load_keys(&cfg)?);
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::NotServing).await;
+    health.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+
+    let store = SledStore::open(&cfg.data_dir, cfg.durability, Duration::from_millis(cfg.flush_interval_ms))
+        .with_context(|| "cannot open the store")?;
+    let service = Arc::new(Service::new(store, keys, Settings::from_config(&cfg)));
+
+    let (trigger, shutdown) = shutdown::channel();
+    let sweeper = tokio::spawn(sweep_loop(
+        Arc::clone(&service),
+        Duration::from_secs(cfg.sweep_interval_secs.max(1)),
+        shutdown.clone(),
+    ));
+
+    let api = SessionBridgeServiceServer::new(Api::new(Arc::clone(&service)))
+        .max_decoding_message_size(cfg.max_message_bytes);
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let limits = tower::ServiceBuilder::new()
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.concurrency_limit))
+        .into_inner();
+
+    health.set_service_status("", ServingStatus::Serving).await;
+    health.set_service_status(SERVICE_NAME, ServingStatus::Serving).await;
+
+    let drain = Duration::from_secs(cfg.drain_secs);
+    let health_on_stop = health.clone();
+    let mut serve_shutdown = shutdown.clone();
+    let server = tonic::transport::Server::builder()
+        .timeout(Duration::from_millis(cfg.request_timeout_ms))
+        .layer(limits)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(api)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            serve_shutdown.wait().await;
+        });
+
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), durability = ?cfg.durability, "serving");
+    println!("sessionbridge listening on {addr}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown::signal() => {},
+            _ = stop => {},
+        }
+        tracing::info!(drain_secs = drain.as_secs(), "stopping: reporting NOT_SERVING, then draining");
+        health_on_stop.set_service_status("", ServingStatus::NotServing).await;
+        health_on_stop.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+        tokio::time::sleep(drain).await;
+        trigger.fire();
+    });
+
+    // Returns once the listener is closed and in-flight calls are done.
+    server.await.context("server failed")?;
+    sweeper.abort();
+    service.store().flush().await.context("final store flush failed")?;
+    tracing::info!("stopped; store flushed");
+    Ok(())
+}
+
+/// Removes expired records every `every` until shutdown.
+async fn sweep_loop<S: Store>(service: Arc<Service<S>>, every: Duration, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {},
+            _ = shutdown.wait() => return,
+        }
+        match service.store().sweep(now_unix()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "swept expired records"),
+            Err(e) => tracing::warn!(error = %e, "sweep failed; will retry"),
+        }
+    }
+}

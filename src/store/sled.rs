@@ -1,0 +1,411 @@
+//! The embedded store: one sled database per sidecar.
+//!
+//! Layout: a tree per record kind (`clients`, `users`) whose values are an
+//! envelope `[expires_at u64 BE][bucket u64 BE][JSON]`, and an `expiry` tree
+//! keyed `[bucket u64 BE][kind u8][record key]` that the sweeper walks in
+//! time order. The bucket is the expiry rounded up to a granularity that
+//! grows with the lifetime, so touching a long-lived record on every hit
+//! rarely moves its index entry. Every multi-record change is one sled
+//! transaction: all of it lands or none of it does.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+use tokio::sync::{watch, Notify};
+
+use super::{ClientRecord, ClientWrite, Erased, Store, StoreError, UserEntry};
+use crate::identity::ClientId;
+use crate::privacy::UserKey;
+
+const KIND_CLIENT: u8 = 1;
+const KIND_USER: u8 = 2;
+const HEADER: usize = 16;
+/// Expired records removed per sweeper transaction, so a sweep never holds
+/// up requests for long.
+const SWEEP_BATCH: usize = 512;
+
+/// When a write is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// After it is in memory; sled flushes to disk every `flush_interval`.
+    /// A crash loses at most that interval of writes.
+    Interval,
+    /// Only once it is on disk. Concurrent writes share one flush (group
+    /// commit), so the cost is one fsync per batch, not per write.
+    Sync,
+}
+
+/// Group commit: writers note a sequence number and wait until a flush that
+/// started after their write has finished.
+struct GroupCommit {
+    written: AtomicU64,
+    wake: Notify,
+    flushed: watch::Sender<Result<u64, String>>,
+}
+
+/// The sled-backed store.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    clients: sled::Tree,
+    users: sled::Tree,
+    expiry: sled::Tree,
+    commit: Option<Arc<GroupCommit>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn tx_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => unavailable(e),
+    }
+}
+
+fn bucket_of(expires_at: i64, now: i64) -> u64 {
+    let ttl = expires_at.saturating_sub(now);
+    let grain: i64 = if ttl <= 3600 { 60 } else if ttl <= 86_400 { 600 } else { 3600 };
+    let e = expires_at.max(0);
+    ((e + grain - 1) / grain * grain) as u64
+}
+
+fn envelope(expires_at: i64, bucket: u64, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER + body.len());
+    v.extend_from_slice(&(expires_at.max(0) as u64).to_be_bytes());
+    v.extend_from_slice(&bucket.to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+/// `(expires_at, bucket, body)` of a stored value.
+fn open_envelope(v: &[u8]) -> Result<(i64, u64, &[u8]), StoreError> {
+    if v.len() < HEADER {
+        return Err(StoreError::Corrupt("value shorter than its header".into()));
+    }
+    let exp = u64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+    let bucket = u64::from_be_bytes(v[8..16].try_into().expect("8 bytes"));
+    Ok((exp as i64, bucket, &v[HEADER..]))
+}
+
+fn expiry_key(bucket: u64, kind: u8, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + key.len());
+    k.extend_from_slice(&bucket.to_be_bytes());
+    k.push(kind);
+    k.extend_from_slice(key);
+    k
+}
+
+fn client_key(id: ClientId) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k[..4].copy_from_slice(&id.random().to_be_bytes());
+    k[4..].copy_from_slice(&(id.created() as u32).to_be_bytes());
+    k
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(body).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize")
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+/// Inserts `body` under `key` with an expiry, keeping the expiry index in
+/// step: the old index entry goes only when the bucket changes.
+fn put_ttl(
+    tree: &TransactionalTree,
+    expiry: &TransactionalTree,
+    kind: u8,
+    key: &[u8],
+    body: &[u8],
+    expires_at: i64,
+    now: i64,
+) -> TxResult<()> {
+    let bucket = bucket_of(expires_at, now);
+    let old = tree.insert(key, envelope(expires_at, bucket, body))?;
+    if let Some(old) = old {
+        let (_, old_bucket, _) = open_envelope(&old).map_err(ConflictableTransactionError::Abort)?;
+        if old_bucket == bucket {
+            return Ok(());
+        }
+        expiry.remove(expiry_key(old_bucket, kind, key))?;
+    }
+    expiry.insert(expiry_key(bucket, kind, key), &[])?;
+    Ok(())
+}
+
+fn remove_ttl(tree: &TransactionalTree, expiry: &TransactionalTree, kind: u8, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
+    let Some(old) = tree.remove(key)? else {
+        return Ok(None);
+    };
+    let (_, bucket, body) = open_envelope(&old).map_err(ConflictableTransactionError::Abort)?;
+    expiry.remove(expiry_key(bucket, kind, key))?;
+    Ok(Some(body.to_vec()))
+}
+
+fn live<'a>(v: &'a [u8], now: i64) -> Result<Option<&'a [u8]>, StoreError> {
+    let (exp, _, body) = open_envelope(v)?;
+    Ok((exp > now).then_some(body))
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path, durability: Durability, flush_interval: Duration) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("data directory {}: {e}", dir.display())))?;
+        let flush_every = match durability {
+            Durability::Interval => Some(flush_interval.as_millis().max(1) as u64),
+            Durability::Sync => None,
+        };
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(flush_every)
+            .open()
+            .map_err(|e| unavailable(format!("data directory {}: {e}", dir.display())))?;
+        let tree = |name: &str| db.open_tree(name).map_err(unavailable);
+        let store = Self {
+            clients: tree("clients")?,
+            users: tree("users")?,
+            expiry: tree("expiry")?,
+            commit: None,
+            db,
+        };
+        Ok(match durability {
+            Durability::Interval => store,
+            Durability::Sync => store.with_group_commit(),
+        })
+    }
+
+    fn with_group_commit(mut self) -> Self {
+        let (tx, _) = watch::channel(Ok(0));
+        let gc = Arc::new(GroupCommit {
+            written: AtomicU64::new(0),
+            wake: Notify::new(),
+            flushed: tx,
+        });
+        let db = self.db.clone();
+        let weak = Arc::downgrade(&gc);
+        tokio::spawn(async move {
+            loop {
+                let Some(gc) = weak.upgrade() else { return };
+                gc.wake.notified().await;
+                let target = gc.written.load(Ordering::Acquire);
+                let db = db.clone();
+                let result = tokio::task::spawn_blocking(move || db.flush())
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map(|_| target).map_err(|e| e.to_string()));
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "store flush failed");
+                }
+                let _ = gc.flushed.send_replace(result);
+            }
+        });
+        self.commit = Some(gc);
+        self
+    }
+
+    /// Resolves once the writes made so far are durable as configured.
+    async fn durable(&self) -> Result<(), StoreError> {
+        let Some(gc) = &self.commit else { return Ok(()) };
+        let mut rx = gc.flushed.subscribe();
+        let seq = gc.written.fetch_add(1, Ordering::AcqRel) + 1;
+        gc.wake.notify_one();
+        loop {
+            match &*rx.borrow_and_update() {
+                Ok(done) if *done >= seq => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(unavailable(format!("flush failed: {e}"))),
+            }
+            rx.changed().await.map_err(|_| unavailable("store is shutting down"))?;
+        }
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+impl Store for SledStore {
+    async fn get_client(&self, id: ClientId, now: i64) -> Result<Option<ClientRecord>, StoreError> {
+        let Some(v) = self.clients.get(client_key(id)).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        match live(&v, now)? {
+            Some(body) => decode(body).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_client(&self, w: ClientWrite<'_>) -> Result<(), StoreError> {
+        let now = w.record.identity.last_seen;
+        let key = client_key(w.record.identity.client_id);
+        let body = encode(w.record);
+        let entry = UserEntry {
+            client_id: w.record.identity.client_id,
+            linked_at: now,
+        };
+        (&self.clients, &self.users, &self.expiry)
+            .transaction(|(clients, users, expiry)| {
+                put_ttl(clients, expiry, KIND_CLIENT, &key, &body, w.expires_at, now)?;
+                for user in w.link {
+                    let mut list: Vec<UserEntry> = match users.get(user.0)? {
+                        Some(v) => match live(&v, now).map_err(ConflictableTransactionError::Abort)? {
+                            Some(body) => decode(body).map_err(ConflictableTransactionError::Abort)?,
+                            None => Vec::new(),
+                        },
+                        None => Vec::new(),
+                    };
+                    list.retain(|e| e.client_id != entry.client_id);
+                    list.insert(0, entry);
+                    list.truncate(w.history.max(1));
+                    put_ttl(users, expiry, KIND_USER, &user.0, &encode(&list), w.expires_at, now)?;
+                }
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.durable().await
+    }
+
+    async fn lookup_user(&self, key: UserKey, now: i64) -> Result<Vec<UserEntry>, StoreError> {
+        let Some(v) = self.users.get(key.0).map_err(unavailable)? else {
+            return Ok(Vec::new());
+        };
+        match live(&v, now)? {
+            Some(body) => decode(body),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn forget_user(&self, key: UserKey) -> Result<Erased, StoreError> {
+        let erased = (&self.clients, &self.users, &self.expiry)
+            .transaction(|(clients, users, expiry)| {
+                let Some(list) = remove_ttl(users, expiry, KIND_USER, &key.0)? else {
+                    return Ok(Erased::default());
+                };
+                let list: Vec<UserEntry> = decode(&list).map_err(ConflictableTransactionError::Abort)?;
+                let mut erased = Erased { found: true, clients: 0 };
+                for entry in list {
+                    let Some(body) = remove_ttl(clients, expiry, KIND_CLIENT, &client_key(entry.client_id))? else {
+                        continue;
+                    };
+                    erased.clients += 1;
+                    let rec: ClientRecord = decode(&body).map_err(ConflictableTransactionError::Abort)?;
+                    for other in rec.user_keys.iter().filter(|k| **k != key) {
+                        remove_ttl(users, expiry, KIND_USER, &other.0)?;
+                    }
+                }
+                Ok(erased)
+            })
+            .map_err(tx_error)?;
+        self.durable().await?;
+        Ok(erased)
+    }
+
+    async fn sweep(&self, now: i64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        loop {
+            let due: Vec<sled::IVec> = self
+                .expiry
+                .range(..expiry_key(now.max(0) as u64 + 1, 0, &[]))
+                .keys()
+                .take(SWEEP_BATCH)
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?;
+            if due.is_empty() {
+                break;
+            }
+            let n = (&self.clients, &self.users, &self.expiry)
+                .transaction(|(clients, users, expiry)| {
+                    let mut n = 0;
+                    for k in &due {
+                        expiry.remove(k)?;
+                        let tree = match k.get(8) {
+                            Some(&KIND_CLIENT) => clients,
+                            Some(&KIND_USER) => users,
+                            _ => continue,
+                        };
+                        let key = &k[9..];
+                        if let Some(v) = tree.get(key)? {
+                            let (exp, _, _) = open_envelope(&v).map_err(ConflictableTransactionError::Abort)?;
+                            if exp <= now {
+                                tree.remove(key)?;
+                                n += 1;
+                            }
+                        }
+                    }
+                    Ok(n)
+                })
+                .map_err(tx_error)?;
+            removed += n;
+            tokio::task::yield_now().await;
+        }
+        Ok(removed)
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Identity, SessionPolicy};
+
+    fn record(id: ClientId, now: i64) -> ClientRecord {
+        ClientRecord {
+            identity: SessionPolicy::default().new_identity(id, now),
+            user_keys: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_records_are_invisible_then_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), Durability::Interval, Duration::from_millis(100)).unwrap();
+        let id = ClientId::from_parts(1, 1000);
+        let rec = record(id, 1000);
+        store
+            .put_client(ClientWrite { record: &rec, link: &[], expires_at: 1100, history: 5 })
+            .await
+            .unwrap();
+        assert!(store.get_client(id, 1099).await.unwrap().is_some());
+        assert!(store.get_client(id, 1100).await.unwrap().is_none());
+        assert_eq!(store.sweep(1050).await.unwrap(), 0);
+        assert_eq!(store.sweep(2000).await.unwrap(), 1);
+        assert_eq!(store.clients.len() + store.expiry.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn rewrites_move_the_expiry_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), Durability::Sync, Duration::from_millis(100)).unwrap();
+        let id = ClientId::from_parts(1, 1000);
+        let mut rec = record(id, 1000);
+        for t in [1000, 1010, 5000, 9000] {
+            rec.identity = Identity { last_seen: t, ..rec.identity };
+            store
+                .put_client(ClientWrite { record: &rec, link: &[], expires_at: t + 600, history: 5 })
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.expiry.len(), 1, "one index entry per record");
+        assert_eq!(store.sweep(9599).await.unwrap(), 0);
+        assert_eq!(store.sweep(9700).await.unwrap(), 1);
+    }
+}
