@@ -11,17 +11,24 @@ use crate::cookie::SetCookie;
 use crate::identity::{Consent, Identity, Method, Rejected, Rejection};
 use crate::pb;
 use crate::privacy::{self, UserRef};
-use crate::service::{ResolveInput, Resolution, Service, ServiceError};
+use crate::service::{Resolution, ResolveInput, Service, ServiceError};
 use crate::store::Store;
 
 /// INVALID_ARGUMENT with a `google.rpc.BadRequest` naming each field.
 pub fn invalid_argument(violations: Vec<(String, String)>) -> Status {
-    let summary: Vec<String> = violations.iter().map(|(f, d)| format!("{f}: {d}")).collect();
+    let summary: Vec<String> = violations
+        .iter()
+        .map(|(f, d)| format!("{f}: {d}"))
+        .collect();
     let mut details = ErrorDetails::new();
     for (field, description) in violations {
         details.add_bad_request_violation(field, description);
     }
-    Status::with_error_details(Code::InvalidArgument, format!("invalid request: {}", summary.join("; ")), details)
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("invalid request: {}", summary.join("; ")),
+        details,
+    )
 }
 
 fn violations(v: Vec<FieldViolation>) -> Status {
@@ -73,7 +80,13 @@ impl<S: Store> Api<S> {
         mut extra: Vec<FieldViolation>,
     ) -> Result<crate::context::RequestContext, Status> {
         let Some(ctx) = ctx else {
-            extra.insert(0, FieldViolation::new("context", "is required: pass what you know about the HTTP request"));
+            extra.insert(
+                0,
+                FieldViolation::new(
+                    "context",
+                    "is required: pass what you know about the HTTP request",
+                ),
+            );
             return Err(violations(extra));
         };
         let consent = consent(ctx.consent).map_err(|v| {
@@ -109,9 +122,13 @@ impl<S: Store> Api<S> {
             )])),
             Some(UserOneof::UserId(id)) => {
                 if id.is_empty() {
-                    return Err(invalid_argument(vec![("user_id".into(), "must not be empty".into())]));
+                    return Err(invalid_argument(vec![(
+                        "user_id".into(),
+                        "must not be empty".into(),
+                    )]));
                 }
-                privacy::check_user_id(id).map_err(|e| invalid_argument(vec![("user_id".into(), e.to_string())]))?;
+                privacy::check_user_id(id)
+                    .map_err(|e| invalid_argument(vec![("user_id".into(), e.to_string())]))?;
                 Ok(privacy::user_key(keys, UserRef::UserId(id)))
             }
             Some(UserOneof::Email(email)) => {
@@ -238,7 +255,9 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
         &self,
         _request: Request<pb::RecordHandoffRequest>,
     ) -> Result<Response<pb::RecordHandoffResponse>, Status> {
-        Err(Status::unimplemented("RecordHandoff is not available in this build"))
+        Err(Status::unimplemented(
+            "RecordHandoff is not available in this build",
+        ))
     }
 
     async fn resolve_session(

@@ -63,7 +63,8 @@ fn field_of_decode_error(message: &str) -> (String, String) {
         .strip_prefix("failed to decode Protobuf message: ")
         .unwrap_or(message);
     let is_frame = |p: &str| {
-        let ident = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let ident =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         p.split_once('.').is_some_and(|(m, f)| ident(m) && ident(f))
     };
     let parts: Vec<&str> = rest.split(": ").collect();
@@ -95,7 +96,8 @@ mod tests {
         );
         assert_eq!(field, "context.user_agent");
         assert_eq!(what, "invalid string value: data is not UTF-8 encoded");
-        let (field, _) = super::field_of_decode_error("failed to decode Protobuf message: buffer underflow");
+        let (field, _) =
+            super::field_of_decode_error("failed to decode Protobuf message: buffer underflow");
         assert_eq!(field, "(message)");
     }
 }

@@ -118,7 +118,12 @@ pub struct Overrides {
     #[arg(long, env = "SESSIONBRIDGE_KEYS", value_name = "FILE")]
     pub keys: Option<PathBuf>,
     /// Domains cookies may be set on, comma-separated.
-    #[arg(long, env = "SESSIONBRIDGE_ALLOWED_DOMAINS", value_delimiter = ',', value_name = "DOMAINS")]
+    #[arg(
+        long,
+        env = "SESSIONBRIDGE_ALLOWED_DOMAINS",
+        value_delimiter = ',',
+        value_name = "DOMAINS"
+    )]
     pub allowed_domains: Option<Vec<String>>,
     /// Name of the identity cookie [default: _sbid].
     #[arg(long, env = "SESSIONBRIDGE_COOKIE_NAME")]
@@ -192,7 +197,8 @@ impl Config {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("configuration file {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("configuration file {}: {e}", path.display()))
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("configuration file {}: {e}", path.display()))
     }
 
     /// The file (if any), then the overrides, then checks.
@@ -202,9 +208,26 @@ impl Config {
             None => Self::default(),
         };
         apply!(
-            cfg, o, listen, insecure_listen, data_dir, allowed_domains, cookie_name, session_timeout_secs,
-            identity_ttl_days, ga_cookie, default_consent, user_history, durability, flush_interval_ms,
-            sweep_interval_secs, request_timeout_ms, concurrency_limit, max_message_bytes, drain_secs, log_format
+            cfg,
+            o,
+            listen,
+            insecure_listen,
+            data_dir,
+            allowed_domains,
+            cookie_name,
+            session_timeout_secs,
+            identity_ttl_days,
+            ga_cookie,
+            default_consent,
+            user_history,
+            durability,
+            flush_interval_ms,
+            sweep_interval_secs,
+            request_timeout_ms,
+            concurrency_limit,
+            max_message_bytes,
+            drain_secs,
+            log_format
         );
         if o.keys.is_some() {
             cfg.keys = o.keys.clone();
@@ -217,10 +240,16 @@ impl Config {
     pub fn check(&self) -> anyhow::Result<()> {
         use anyhow::bail;
         if !crate::cookie::valid_cookie_name(&self.cookie_name) {
-            bail!("cookie_name {:?}: use 1 to 64 letters, digits, `_` or `-`", self.cookie_name);
+            bail!(
+                "cookie_name {:?}: use 1 to 64 letters, digits, `_` or `-`",
+                self.cookie_name
+            );
         }
         if !(1..=400).contains(&self.identity_ttl_days) {
-            bail!("identity_ttl_days {}: must be 1 to 400 (browsers cap cookies at 400 days)", self.identity_ttl_days);
+            bail!(
+                "identity_ttl_days {}: must be 1 to 400 (browsers cap cookies at 400 days)",
+                self.identity_ttl_days
+            );
         }
         if self.session_timeout_secs == 0 {
             bail!("session_timeout_secs must be at least 1");
@@ -232,7 +261,10 @@ impl Config {
             bail!("concurrency_limit and request_timeout_ms must be at least 1");
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_message_bytes) {
-            bail!("max_message_bytes {}: must be 1 KiB to 16 MiB", self.max_message_bytes);
+            bail!(
+                "max_message_bytes {}: must be 1 KiB to 16 MiB",
+                self.max_message_bytes
+            );
         }
         if !self.listen.ip().is_loopback() && !self.insecure_listen {
             bail!(
@@ -241,7 +273,8 @@ impl Config {
                 self.listen
             );
         }
-        crate::cookie::AllowedDomains::new(self.allowed_domains.clone()).map_err(anyhow::Error::msg)?;
+        crate::cookie::AllowedDomains::new(self.allowed_domains.clone())
+            .map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -259,7 +292,11 @@ mod tests {
     fn flags_override_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "cookie_name = \"fromfile\"\nsession_timeout_secs = 60\n").unwrap();
+        std::fs::write(
+            &path,
+            "cookie_name = \"fromfile\"\nsession_timeout_secs = 60\n",
+        )
+        .unwrap();
         let o = Overrides {
             config: Some(path.clone()),
             session_timeout_secs: Some(90),
@@ -279,6 +316,9 @@ mod tests {
             listen: Some("0.0.0.0:50051".parse().unwrap()),
             ..Default::default()
         };
-        assert!(Config::load(&o).unwrap_err().to_string().contains("--insecure-listen"));
+        assert!(Config::load(&o)
+            .unwrap_err()
+            .to_string()
+            .contains("--insecure-listen"));
     }
 }

@@ -76,14 +76,19 @@ fn strip_port(host: &str) -> Option<&str> {
         let (inner, after) = rest.split_once(']')?;
         return match after {
             "" => Some(&host[..inner.len() + 2]),
-            p if p.starts_with(':') && p.len() > 1 && p[1..].bytes().all(|b| b.is_ascii_digit()) => {
+            p if p.starts_with(':')
+                && p.len() > 1
+                && p[1..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
                 Some(&host[..inner.len() + 2])
             }
             _ => None,
         };
     }
     match host.rsplit_once(':') {
-        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => Some(name),
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(name)
+        }
         Some(_) => None,
         None => Some(host),
     }
@@ -91,13 +96,17 @@ fn strip_port(host: &str) -> Option<&str> {
 
 /// Parses a Host header value into a lower-case host name or IP literal.
 pub fn parse_host(host: &str) -> Result<(String, bool), &'static str> {
-    let name = strip_port(host).ok_or("must be a host name or IP address, optionally with :port")?;
+    let name =
+        strip_port(host).ok_or("must be a host name or IP address, optionally with :port")?;
     if name.is_empty() {
         return Err("must not be empty");
     }
     match url::Host::parse(name) {
         Ok(url::Host::Domain(d)) => {
-            if d.len() > 253 || d.split('.').any(|label| label.is_empty() || label.len() > 63) {
+            if d.len() > 253
+                || d.split('.')
+                    .any(|label| label.is_empty() || label.len() > 63)
+            {
                 return Err("is not a valid host name");
             }
             Ok((d, true))
@@ -119,15 +128,27 @@ fn parse_web_url(s: &str) -> Result<Url, &'static str> {
 impl RawContext<'_> {
     /// Checks every field and reports all violations at once, so a caller
     /// fixes its integration in one round.
-    pub fn check(&self, prefix: &str, default_consent: Consent) -> Result<RequestContext, Vec<FieldViolation>> {
+    pub fn check(
+        &self,
+        prefix: &str,
+        default_consent: Consent,
+    ) -> Result<RequestContext, Vec<FieldViolation>> {
         let mut bad = Vec::new();
-        let mut violation = |field: &str, what: &str| bad.push(FieldViolation::new(format!("{prefix}{field}"), what));
+        let mut violation = |field: &str, what: &str| {
+            bad.push(FieldViolation::new(format!("{prefix}{field}"), what))
+        };
         let mut text = |field: &str, value: &str, max: usize| -> bool {
             if value.len() > max {
-                violation(field, &format!("must be at most {max} bytes, got {}", value.len()));
+                violation(
+                    field,
+                    &format!("must be at most {max} bytes, got {}", value.len()),
+                );
                 false
             } else if !no_controls(value) {
-                violation(field, "must not contain control characters (CR, LF, NUL, ...)");
+                violation(
+                    field,
+                    "must not contain control characters (CR, LF, NUL, ...)",
+                );
                 false
             } else {
                 true
@@ -140,7 +161,11 @@ impl RawContext<'_> {
         text("user_agent", self.user_agent, limits::USER_AGENT);
         text("cookie_header", self.cookie_header, limits::COOKIE_HEADER);
         let ip_ok = text("client_ip", self.client_ip, limits::CLIENT_IP);
-        text("accept_language", self.accept_language, limits::ACCEPT_LANGUAGE);
+        text(
+            "accept_language",
+            self.accept_language,
+            limits::ACCEPT_LANGUAGE,
+        );
 
         let mut host = (String::new(), false);
         if host_ok {
@@ -177,7 +202,10 @@ impl RawContext<'_> {
         if let Some(u) = &url {
             if let Ok((url_host, _)) = parse_host(u.host_str().unwrap_or_default()) {
                 if !host.0.is_empty() && url_host != host.0 {
-                    violation("url", "its host differs from `host`: pass the URL of the request being served");
+                    violation(
+                        "url",
+                        "its host differs from `host`: pass the URL of the request being served",
+                    );
                 }
             }
         }
@@ -204,10 +232,24 @@ mod tests {
 
     #[test]
     fn hosts_lose_their_port_and_case() {
-        assert_eq!(parse_host("Shop.Example.COM:8443").unwrap(), ("shop.example.com".into(), true));
-        assert_eq!(parse_host("127.0.0.1:80").unwrap(), ("127.0.0.1".into(), false));
+        assert_eq!(
+            parse_host("Shop.Example.COM:8443").unwrap(),
+            ("shop.example.com".into(), true)
+        );
+        assert_eq!(
+            parse_host("127.0.0.1:80").unwrap(),
+            ("127.0.0.1".into(), false)
+        );
         assert_eq!(parse_host("[::1]:443").unwrap(), ("::1".into(), false));
-        for bad in ["", ":80", "exa mple.com", "a/b", "host:port", "[::1", "a..b"] {
+        for bad in [
+            "",
+            ":80",
+            "exa mple.com",
+            "a/b",
+            "host:port",
+            "[::1",
+            "a..b",
+        ] {
             assert!(parse_host(bad).is_err(), "{bad:?}");
         }
     }
@@ -223,6 +265,14 @@ mod tests {
         };
         let err = raw.check("context.", Consent::Granted).unwrap_err();
         let fields: Vec<&str> = err.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, ["context.user_agent", "context.host", "context.url", "context.client_ip"]);
+        assert_eq!(
+            fields,
+            [
+                "context.user_agent",
+                "context.host",
+                "context.url",
+                "context.client_ip"
+            ]
+        );
     }
 }

@@ -56,7 +56,10 @@ pub struct AllowedDomains(Vec<String>);
 pub struct HostNotAllowed(pub String);
 
 fn covers(entry: &str, host: &str) -> bool {
-    host == entry || (host.len() > entry.len() && host.ends_with(entry) && host.as_bytes()[host.len() - entry.len() - 1] == b'.')
+    host == entry
+        || (host.len() > entry.len()
+            && host.ends_with(entry)
+            && host.as_bytes()[host.len() - entry.len() - 1] == b'.')
 }
 
 impl AllowedDomains {
@@ -135,7 +138,8 @@ pub fn values_named<'a>(header: &'a str, name: &str) -> Vec<&'a str> {
 }
 
 fn mac(key: &crate::keys::Key, scope: &str, cookie_name: &str, payload: &str) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.cookie_mac.as_ref()).expect("HMAC takes any key length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.cookie_mac.as_ref())
+        .expect("HMAC takes any key length");
     for part in [scope, cookie_name, payload] {
         mac.update(part.as_bytes());
         mac.update(&[0]);
@@ -144,7 +148,12 @@ fn mac(key: &crate::keys::Key, scope: &str, cookie_name: &str, payload: &str) ->
 }
 
 /// Writes the signed own-cookie value for `identity`, bound to `scope`.
-pub fn seal_identity(keys: &Keyring, scope: &CookieScope, cookie_name: &str, id: &Identity) -> String {
+pub fn seal_identity(
+    keys: &Keyring,
+    scope: &CookieScope,
+    cookie_name: &str,
+    id: &Identity,
+) -> String {
     let key = keys.current();
     let payload = format!(
         "{VERSION}.{}.{}.{}.{}.{}.{}",
@@ -155,13 +164,20 @@ pub fn seal_identity(keys: &Keyring, scope: &CookieScope, cookie_name: &str, id:
         id.session_number,
         clamp_u32(id.last_seen),
     );
-    let full = mac(key, scope.bound_name(), cookie_name, &payload).finalize().into_bytes();
+    let full = mac(key, scope.bound_name(), cookie_name, &payload)
+        .finalize()
+        .into_bytes();
     format!("{payload}.{}", B64.encode(&full[..TAG_LEN]))
 }
 
 /// Reads a signed own-cookie value, trying each scope it may have been set
 /// on. The identity has no user id: that lives in the store.
-pub fn open_identity(keys: &Keyring, scopes: &[String], cookie_name: &str, value: &str) -> Result<Identity, Rejection> {
+pub fn open_identity(
+    keys: &Keyring,
+    scopes: &[String],
+    cookie_name: &str,
+    value: &str,
+) -> Result<Identity, Rejection> {
     if value.len() > 128 {
         return Err(Rejection::Malformed);
     }
@@ -179,16 +195,24 @@ pub fn open_identity(keys: &Keyring, scopes: &[String], cookie_name: &str, value
         }
         s.parse().map_err(|_| Rejection::Malformed)
     };
-    let fields = [number(random)?, number(created)?, number(session_id)?, number(session_number)?, number(last_seen)?];
+    let fields = [
+        number(random)?,
+        number(created)?,
+        number(session_id)?,
+        number(session_number)?,
+        number(last_seen)?,
+    ];
     let given = B64.decode(tag_b64).map_err(|_| Rejection::Malformed)?;
     if given.len() != TAG_LEN {
         return Err(Rejection::Malformed);
     }
     let key = keys.get(kid).ok_or(Rejection::UnknownKey)?;
     // verify_truncated_left compares in constant time.
-    let verified = scopes
-        .iter()
-        .any(|scope| mac(key, scope, cookie_name, payload).verify_truncated_left(&given).is_ok());
+    let verified = scopes.iter().any(|scope| {
+        mac(key, scope, cookie_name, payload)
+            .verify_truncated_left(&given)
+            .is_ok()
+    });
     if !verified {
         return Err(Rejection::BadSeal);
     }
@@ -222,7 +246,13 @@ pub struct SetCookie {
 impl SetCookie {
     /// An identity cookie with the product's defaults: Path=/, Secure,
     /// SameSite=Lax, Max-Age capped at 400 days.
-    pub fn new(name: &str, value: String, scope: &CookieScope, max_age_secs: i64, http_only: bool) -> Self {
+    pub fn new(
+        name: &str,
+        value: String,
+        scope: &CookieScope,
+        max_age_secs: i64,
+        http_only: bool,
+    ) -> Self {
         Self {
             name: name.to_string(),
             value,
@@ -263,7 +293,10 @@ pub fn ga_cookie_value(scope: &CookieScope, client_id: &ClientId) -> String {
 /// True for a valid cookie name (an RFC 6265 token of letters, digits and
 /// `_-`), as configured names must be.
 pub fn valid_cookie_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]
@@ -293,27 +326,43 @@ mod tests {
         let (_d, keys) = ring();
         let scope = CookieScope::Domain("example.com".into());
         let v = seal_identity(&keys, &scope, "_sbid", &sample());
-        assert_eq!(open_identity(&keys, &["example.com".into()], "_sbid", &v), Ok(sample()));
+        assert_eq!(
+            open_identity(&keys, &["example.com".into()], "_sbid", &v),
+            Ok(sample())
+        );
         // Copied to another site, or renamed: refused.
-        assert_eq!(open_identity(&keys, &["other.com".into()], "_sbid", &v), Err(Rejection::BadSeal));
-        assert_eq!(open_identity(&keys, &["example.com".into()], "_x", &v), Err(Rejection::BadSeal));
+        assert_eq!(
+            open_identity(&keys, &["other.com".into()], "_sbid", &v),
+            Err(Rejection::BadSeal)
+        );
+        assert_eq!(
+            open_identity(&keys, &["example.com".into()], "_x", &v),
+            Err(Rejection::BadSeal)
+        );
         // Any edited character is refused.
         for i in 0..v.len() {
             let mut b = v.clone().into_bytes();
             b[i] = if b[i] == b'1' { b'2' } else { b'1' };
             let edited = String::from_utf8(b).unwrap();
-            assert!(open_identity(&keys, &["example.com".into()], "_sbid", &edited).is_err(), "{edited}");
+            assert!(
+                open_identity(&keys, &["example.com".into()], "_sbid", &edited).is_err(),
+                "{edited}"
+            );
         }
     }
 
     #[test]
     fn scopes_follow_the_public_suffix_list() {
-        let allowed = AllowedDomains::new(["example.co.uk".to_string(), "example.com".to_string()]).unwrap();
+        let allowed =
+            AllowedDomains::new(["example.co.uk".to_string(), "example.com".to_string()]).unwrap();
         assert_eq!(
             allowed.scope("shop.example.co.uk", true),
             Ok(CookieScope::Domain("example.co.uk".into()))
         );
-        assert_eq!(allowed.scope("example.com", true), Ok(CookieScope::Domain("example.com".into())));
+        assert_eq!(
+            allowed.scope("example.com", true),
+            Ok(CookieScope::Domain("example.com".into()))
+        );
         assert!(allowed.scope("evil.com", true).is_err());
         assert!(allowed.scope("notexample.com", true).is_err());
         // An entry below the registrable domain gives host-only cookies.
@@ -324,7 +373,10 @@ mod tests {
         );
         // A public suffix is never a cookie domain.
         let io = AllowedDomains::new(["github.io".to_string()]).unwrap();
-        assert_eq!(io.scope("github.io", true), Ok(CookieScope::HostOnly("github.io".into())));
+        assert_eq!(
+            io.scope("github.io", true),
+            Ok(CookieScope::HostOnly("github.io".into()))
+        );
         assert_eq!(
             io.scope("me.github.io", true),
             Ok(CookieScope::Domain("me.github.io".into()))
@@ -333,11 +385,28 @@ mod tests {
 
     #[test]
     fn set_cookie_headers() {
-        let c = SetCookie::new("_sbid", "v".into(), &CookieScope::Domain("example.com".into()), 10 * MAX_COOKIE_AGE_SECS, true);
+        let c = SetCookie::new(
+            "_sbid",
+            "v".into(),
+            &CookieScope::Domain("example.com".into()),
+            10 * MAX_COOKIE_AGE_SECS,
+            true,
+        );
         let h = c.header();
-        for part in ["_sbid=v", "Domain=example.com", "Path=/", "Max-Age=34560000", "Secure", "HttpOnly", "SameSite=Lax"] {
+        for part in [
+            "_sbid=v",
+            "Domain=example.com",
+            "Path=/",
+            "Max-Age=34560000",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+        ] {
             assert!(h.contains(part), "{h} lacks {part}");
         }
-        assert_eq!(values_named("a=1; _sbid=x.y; junk; _sbid=\"z\"", "_sbid"), ["x.y", "z"]);
+        assert_eq!(
+            values_named("a=1; _sbid=x.y; junk; _sbid=\"z\"", "_sbid"),
+            ["x.y", "z"]
+        );
     }
 }

@@ -43,7 +43,9 @@ pub enum KeyError {
         path: String,
         source: serde_json::Error,
     },
-    #[error("key file {path}: {problem}; run `sessionbridge keygen --out FILE` to write a valid one")]
+    #[error(
+        "key file {path}: {problem}; run `sessionbridge keygen --out FILE` to write a valid one"
+    )]
     Invalid { path: String, problem: String },
 }
 
@@ -137,10 +139,12 @@ impl Keyring {
                 B64.decode(s.trim_end_matches('='))
                     .map_err(|_| format!("{what} is not base64url"))?,
             );
-            let arr: [u8; SECRET_LEN] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| format!("{what} must decode to {SECRET_LEN} bytes, not {}", bytes.len()))?;
+            let arr: [u8; SECRET_LEN] = bytes.as_slice().try_into().map_err(|_| {
+                format!(
+                    "{what} must decode to {SECRET_LEN} bytes, not {}",
+                    bytes.len()
+                )
+            })?;
             Ok(Zeroizing::new(arr))
         };
         let pepper = decode("pepper", &file.pepper)?;
@@ -199,7 +203,9 @@ pub fn generate(path: &Path, key_id: &str) -> Result<(), KeyError> {
     if !valid_key_id(key_id) {
         return Err(KeyError::Invalid {
             path: p,
-            problem: format!("key id {key_id:?} must be 1 to {MAX_KEY_ID_LEN} characters of A-Z a-z 0-9 _ -"),
+            problem: format!(
+                "key id {key_id:?} must be 1 to {MAX_KEY_ID_LEN} characters of A-Z a-z 0-9 _ -"
+            ),
         });
     }
     let file = KeyFile {
@@ -241,8 +247,14 @@ pub fn rotate(path: &Path, key_id: &str) -> Result<(), KeyError> {
         current: true,
     });
     // Check the result loads before replacing the original.
-    Keyring::from_file(serde_json::from_str(&serde_json::to_string(&file).expect("serializable")).expect("round trip"))
-        .map_err(|problem| KeyError::Invalid { path: p.clone(), problem })?;
+    Keyring::from_file(
+        serde_json::from_str(&serde_json::to_string(&file).expect("serializable"))
+            .expect("round trip"),
+    )
+    .map_err(|problem| KeyError::Invalid {
+        path: p.clone(),
+        problem,
+    })?;
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     write_new(&tmp, &file)?;

@@ -36,8 +36,11 @@ enum Command {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SESSIONBRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("SESSIONBRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -48,7 +51,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(overrides) => serve(overrides),
-        Command::Keygen { out, rotate, key_id } => keygen(out, rotate, key_id),
+        Command::Keygen {
+            out,
+            rotate,
+            key_id,
+        } => keygen(out, rotate, key_id),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,20 +69,32 @@ fn main() -> ExitCode {
 fn serve(overrides: Overrides) -> anyhow::Result<()> {
     let cfg = Config::load(&overrides)?;
     init_logging(cfg.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(sessionbridge::server::run(cfg, std::future::pending()))
 }
 
-fn keygen(out: Option<PathBuf>, rotate: Option<PathBuf>, key_id: Option<String>) -> anyhow::Result<()> {
+fn keygen(
+    out: Option<PathBuf>,
+    rotate: Option<PathBuf>,
+    key_id: Option<String>,
+) -> anyhow::Result<()> {
     let key_id = key_id.unwrap_or_else(|| format!("k{}", sessionbridge::service::now_unix()));
     match (out, rotate) {
         (_, Some(path)) => {
             sessionbridge::keys::rotate(&path, &key_id)?;
-            eprintln!("added key {key_id:?} to {} and made it current", path.display());
+            eprintln!(
+                "added key {key_id:?} to {} and made it current",
+                path.display()
+            );
         }
         (Some(path), None) => {
             sessionbridge::keys::generate(&path, &key_id)?;
-            eprintln!("wrote {} with current key {key_id:?}; give every sidecar this same file", path.display());
+            eprintln!(
+                "wrote {} with current key {key_id:?}; give every sidecar this same file",
+                path.display()
+            );
         }
         (None, None) => unreachable!("clap requires one of --out and --rotate"),
     }

@@ -54,7 +54,9 @@ pub enum UserInputError {
     TooLong(usize),
     #[error("must not contain control characters or white space")]
     BadCharacters,
-    #[error("looks like an email address; pass it in `email` so that it is stored only as a keyed hash")]
+    #[error(
+        "looks like an email address; pass it in `email` so that it is stored only as a keyed hash"
+    )]
     EmailAsUserId,
     #[error("is not a valid email address")]
     NotAnEmail,
@@ -88,7 +90,8 @@ pub fn normalize_email(email: &str) -> Result<String, UserInputError> {
     if email.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(UserInputError::BadCharacters);
     }
-    let parsed: email_address::EmailAddress = email.parse().map_err(|_| UserInputError::NotAnEmail)?;
+    let parsed: email_address::EmailAddress =
+        email.parse().map_err(|_| UserInputError::NotAnEmail)?;
     Ok(parsed.as_str().to_lowercase())
 }
 
@@ -98,14 +101,26 @@ mod tests {
 
     #[test]
     fn emails_normalize_case_and_space() {
-        assert_eq!(normalize_email("  Ada@Example.COM ").unwrap(), "ada@example.com");
-        assert_eq!(normalize_email("not-an-email"), Err(UserInputError::NotAnEmail));
-        assert_eq!(normalize_email("a b@example.com"), Err(UserInputError::BadCharacters));
+        assert_eq!(
+            normalize_email("  Ada@Example.COM ").unwrap(),
+            "ada@example.com"
+        );
+        assert_eq!(
+            normalize_email("not-an-email"),
+            Err(UserInputError::NotAnEmail)
+        );
+        assert_eq!(
+            normalize_email("a b@example.com"),
+            Err(UserInputError::BadCharacters)
+        );
     }
 
     #[test]
     fn user_ids_that_are_emails_are_refused() {
-        assert_eq!(check_user_id("ada@example.com"), Err(UserInputError::EmailAsUserId));
+        assert_eq!(
+            check_user_id("ada@example.com"),
+            Err(UserInputError::EmailAsUserId)
+        );
         assert!(check_user_id("user-42").is_ok());
         assert_eq!(check_user_id("a\nb"), Err(UserInputError::BadCharacters));
     }

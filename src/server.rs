@@ -43,7 +43,10 @@ pub fn load_keys(cfg: &Config) -> anyhow::Result<Keyring> {
 /// Runs the server until `stop` resolves (or SIGTERM/SIGINT). Announces the
 /// bound address on stdout as `sessionbridge listening on ADDR`, a line
 /// scripts and tests may rely on.
-pub async fn run(cfg: Config, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let keys = Arc::new(load_keys(&cfg)?);
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -51,11 +54,19 @@ pub async fn run(cfg: Config, stop: impl std::future::Future<Output = ()> + Send
     let addr = listener.local_addr()?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", ServingStatus::NotServing).await;
-    health.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
 
-    let store = SledStore::open(&cfg.data_dir, cfg.durability, Duration::from_millis(cfg.flush_interval_ms))
-        .with_context(|| "cannot open the store")?;
+    let store = SledStore::open(
+        &cfg.data_dir,
+        cfg.durability,
+        Duration::from_millis(cfg.flush_interval_ms),
+    )
+    .with_context(|| "cannot open the store")?;
     let service = Arc::new(Service::new(store, keys, Settings::from_config(&cfg)));
 
     let (trigger, shutdown) = shutdown::channel();
@@ -70,19 +81,25 @@ pub async fn run(cfg: Config, stop: impl std::future::Future<Output = ()> + Send
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
     let limits = tower::ServiceBuilder::new()
         .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.concurrency_limit))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            cfg.concurrency_limit,
+        ))
         .into_inner();
 
     health.set_service_status("", ServingStatus::Serving).await;
-    health.set_service_status(SERVICE_NAME, ServingStatus::Serving).await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+        .await;
 
     let drain = Duration::from_secs(cfg.drain_secs);
     let health_on_stop = health.clone();
@@ -108,17 +125,40 @@ pub async fn run(cfg: Config, stop: impl std::future::Future<Output = ()> + Send
             _ = shutdown::signal() => {},
             _ = stop => {},
         }
-        tracing::info!(drain_secs = drain.as_secs(), "stopping: reporting NOT_SERVING, then draining");
-        health_on_stop.set_service_status("", ServingStatus::NotServing).await;
-        health_on_stop.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+        tracing::info!(
+            drain_secs = drain.as_secs(),
+            "stopping: reporting NOT_SERVING, then draining"
+        );
+        health_on_stop
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        health_on_stop
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
         tokio::time::sleep(drain).await;
         trigger.fire();
     });
 
-    // Returns once the listener is closed and in-flight calls are done.
-    server.await.context("server failed")?;
+    // The server future returns once the listener is closed and every
+    // connection is done. No call outlives the request timeout, so once that
+    // has passed after shutdown, what remains are idle keep-alive
+    // connections, which must not hold the process up.
+    let grace = Duration::from_millis(cfg.request_timeout_ms) + Duration::from_secs(1);
+    let mut server = tokio::spawn(server);
+    let mut stopped = shutdown.clone();
+    tokio::select! {
+        result = &mut server => result.context("server task failed")?.context("server failed")?,
+        _ = async { stopped.wait().await; tokio::time::sleep(grace).await } => {
+            tracing::info!("in-flight calls done; closing idle connections");
+            server.abort();
+        }
+    }
     sweeper.abort();
-    service.store().flush().await.context("final store flush failed")?;
+    service
+        .store()
+        .flush()
+        .await
+        .context("final store flush failed")?;
     tracing::info!("stopped; store flushed");
     Ok(())
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use crate::context::{FieldViolation, RequestContext};
 use crate::cookie::{self, AllowedDomains, CookieScope, SetCookie};
-use crate::identity::{ClientId, Consent, Identity, Method, Rejected, SessionPolicy, MINT_ONLY, PRECEDENCE};
+use crate::identity::{
+    ClientId, Consent, Identity, Method, Rejected, SessionPolicy, MINT_ONLY, PRECEDENCE,
+};
 use crate::keys::Keyring;
 use crate::privacy::{self, UserKey, UserRef};
 use crate::store::{ClientRecord, ClientWrite, Erased, Store, StoreError};
@@ -46,7 +48,8 @@ impl Settings {
             policy: SessionPolicy {
                 timeout_secs: cfg.session_timeout_secs as i64,
             },
-            allowed: AllowedDomains::new(cfg.allowed_domains.clone()).expect("checked with the config"),
+            allowed: AllowedDomains::new(cfg.allowed_domains.clone())
+                .expect("checked with the config"),
             cookie_name: cfg.cookie_name.clone(),
             identity_ttl_secs: cfg.identity_ttl_secs(),
             ga_cookie: cfg.ga_cookie,
@@ -113,7 +116,11 @@ pub fn now_unix() -> i64 {
 
 impl<S: Store> Service<S> {
     pub fn new(store: S, keys: Arc<Keyring>, settings: Settings) -> Self {
-        Self { store, keys, settings }
+        Self {
+            store,
+            keys,
+            settings,
+        }
     }
 
     pub fn store(&self) -> &S {
@@ -129,22 +136,35 @@ impl<S: Store> Service<S> {
     }
 
     /// Checks and hashes a user id and email (either may be empty).
-    pub fn user_input(&self, user_id: &str, email: &str, prefix: &str) -> Result<UserInput, ServiceError> {
+    pub fn user_input(
+        &self,
+        user_id: &str,
+        email: &str,
+        prefix: &str,
+    ) -> Result<UserInput, ServiceError> {
         let mut violations = Vec::new();
         let mut out = UserInput::default();
         if !user_id.is_empty() {
             match privacy::check_user_id(user_id) {
                 Ok(()) => {
-                    out.keys.push(privacy::user_key(&self.keys, UserRef::UserId(user_id)));
+                    out.keys
+                        .push(privacy::user_key(&self.keys, UserRef::UserId(user_id)));
                     out.user_id = Some(user_id.to_string());
                 }
-                Err(e) => violations.push(FieldViolation::new(format!("{prefix}user_id"), e.to_string())),
+                Err(e) => violations.push(FieldViolation::new(
+                    format!("{prefix}user_id"),
+                    e.to_string(),
+                )),
             }
         }
         if !email.is_empty() {
             match privacy::normalize_email(email) {
-                Ok(e) => out.keys.push(privacy::user_key(&self.keys, UserRef::Email(&e))),
-                Err(e) => violations.push(FieldViolation::new(format!("{prefix}email"), e.to_string())),
+                Ok(e) => out
+                    .keys
+                    .push(privacy::user_key(&self.keys, UserRef::Email(&e))),
+                Err(e) => {
+                    violations.push(FieldViolation::new(format!("{prefix}email"), e.to_string()))
+                }
             }
         }
         if violations.is_empty() {
@@ -158,7 +178,12 @@ impl<S: Store> Service<S> {
         self.settings
             .allowed
             .scope(&ctx.host, ctx.host_is_domain)
-            .map_err(|e| ServiceError::field("context.host", format!("{e}; add its domain to allowed_domains")))
+            .map_err(|e| {
+                ServiceError::field(
+                    "context.host",
+                    format!("{e}; add its domain to allowed_domains"),
+                )
+            })
     }
 
     /// ResolveSession: every source of evidence, in precedence order.
@@ -171,7 +196,11 @@ impl<S: Store> Service<S> {
         self.resolve_with(input, MINT_ONLY).await
     }
 
-    async fn resolve_with(&self, input: ResolveInput, sources: &[Method]) -> Result<Resolution, ServiceError> {
+    async fn resolve_with(
+        &self,
+        input: ResolveInput,
+        sources: &[Method],
+    ) -> Result<Resolution, ServiceError> {
         let now = now_unix();
         let scope = self.scope(&input.ctx)?;
         if input.ctx.consent == Consent::Denied {
@@ -195,7 +224,10 @@ impl<S: Store> Service<S> {
         let (mut identity, method, confidence, record, new_client) = match found {
             Some(f) => (f.identity, f.method, f.confidence, f.record, false),
             None => {
-                let id = self.settings.policy.new_identity(ClientId::generate(now), now);
+                let id = self
+                    .settings
+                    .policy
+                    .new_identity(ClientId::generate(now), now);
                 // The new identity's session starts now: no touch needed.
                 (id, Method::New, 0.0, None, true)
             }
@@ -211,7 +243,10 @@ impl<S: Store> Service<S> {
                 user_keys.push(*k);
             }
         }
-        let record = ClientRecord { identity, user_keys };
+        let record = ClientRecord {
+            identity,
+            user_keys,
+        };
         self.store
             .put_client(ClientWrite {
                 record: &record,
@@ -238,10 +273,19 @@ impl<S: Store> Service<S> {
     /// Consent denied: an identity for this response only, nothing stored,
     /// and any identity cookie the browser holds deleted.
     fn without_consent(&self, ctx: &RequestContext, scope: &CookieScope, now: i64) -> Resolution {
-        let identity = self.settings.policy.new_identity(ClientId::generate(now), now);
+        let identity = self
+            .settings
+            .policy
+            .new_identity(ClientId::generate(now), now);
         let mut cookies = Vec::new();
         if !cookie::values_named(&ctx.cookie_header, &self.settings.cookie_name).is_empty() {
-            cookies.push(SetCookie::new(&self.settings.cookie_name, String::new(), scope, 0, true));
+            cookies.push(SetCookie::new(
+                &self.settings.cookie_name,
+                String::new(),
+                scope,
+                0,
+                true,
+            ));
         }
         Resolution {
             identity,
@@ -259,12 +303,20 @@ impl<S: Store> Service<S> {
     /// The own cookie. The cookie carries the session state, so it stands
     /// alone; a stored record adds the user id, and wins when it saw a later
     /// hit (another tab, or a sidecar that set a newer cookie).
-    async fn from_cookie(&self, ctx: &RequestContext, now: i64, rejected: &mut Vec<Rejected>) -> Result<Option<Found>, ServiceError> {
+    async fn from_cookie(
+        &self,
+        ctx: &RequestContext,
+        now: i64,
+        rejected: &mut Vec<Rejected>,
+    ) -> Result<Option<Found>, ServiceError> {
         let values = cookie::values_named(&ctx.cookie_header, &self.settings.cookie_name);
         if values.is_empty() {
             return Ok(None);
         }
-        let scopes = self.settings.allowed.candidate_scopes(&ctx.host, ctx.host_is_domain);
+        let scopes = self
+            .settings
+            .allowed
+            .candidate_scopes(&ctx.host, ctx.host_is_domain);
         let mut best: Option<Identity> = None;
         for v in values {
             match cookie::open_identity(&self.keys, &scopes, &self.settings.cookie_name, v) {
@@ -273,10 +325,14 @@ impl<S: Store> Service<S> {
                         best = Some(id);
                     }
                 }
-                Err(reason) => rejected.push(Rejected::new(Method::Cookie, reason, cookie_detail(reason))),
+                Err(reason) => {
+                    rejected.push(Rejected::new(Method::Cookie, reason, cookie_detail(reason)))
+                }
             }
         }
-        let Some(mut identity) = best else { return Ok(None) };
+        let Some(mut identity) = best else {
+            return Ok(None);
+        };
         let record = self.store.get_client(identity.client_id, now).await?;
         if let Some(r) = &record {
             if r.identity.last_seen > identity.last_seen {
@@ -311,13 +367,30 @@ impl<S: Store> Service<S> {
         Ok(None)
     }
 
-    fn cookies(&self, scope: &CookieScope, identity: &Identity, ga: Option<bool>) -> Vec<SetCookie> {
+    fn cookies(
+        &self,
+        scope: &CookieScope,
+        identity: &Identity,
+        ga: Option<bool>,
+    ) -> Vec<SetCookie> {
         let value = cookie::seal_identity(&self.keys, scope, &self.settings.cookie_name, identity);
         let ttl = self.settings.identity_ttl_secs;
-        let mut out = vec![SetCookie::new(&self.settings.cookie_name, value, scope, ttl, true)];
+        let mut out = vec![SetCookie::new(
+            &self.settings.cookie_name,
+            value,
+            scope,
+            ttl,
+            true,
+        )];
         if ga.unwrap_or(self.settings.ga_cookie) {
             // Not HttpOnly: gtag.js must read it.
-            out.push(SetCookie::new("_ga", cookie::ga_cookie_value(scope, &identity.client_id), scope, ttl, false));
+            out.push(SetCookie::new(
+                "_ga",
+                cookie::ga_cookie_value(scope, &identity.client_id),
+                scope,
+                ttl,
+                false,
+            ));
         }
         out
     }
@@ -325,7 +398,11 @@ impl<S: Store> Service<S> {
     /// LookupByUser: the user's recent identities, newest first.
     pub async fn lookup(&self, key: UserKey, limit: usize) -> Result<Vec<Identity>, ServiceError> {
         let now = now_unix();
-        let limit = if limit == 0 { self.settings.user_history } else { limit.min(self.settings.user_history) };
+        let limit = if limit == 0 {
+            self.settings.user_history
+        } else {
+            limit.min(self.settings.user_history)
+        };
         let mut out = Vec::new();
         for entry in self.store.lookup_user(key, now).await? {
             if out.len() == limit {
@@ -336,7 +413,9 @@ impl<S: Store> Service<S> {
             }
         }
         if out.is_empty() {
-            return Err(ServiceError::NotFound("no identity is linked to this user".into()));
+            return Err(ServiceError::NotFound(
+                "no identity is linked to this user".into(),
+            ));
         }
         Ok(out)
     }
@@ -351,7 +430,9 @@ fn cookie_detail(reason: crate::identity::Rejection) -> &'static str {
     use crate::identity::Rejection::*;
     match reason {
         Malformed => "identity cookie is not in the expected format",
-        BadSeal => "identity cookie signature does not verify for this domain (forged, edited or copied)",
+        BadSeal => {
+            "identity cookie signature does not verify for this domain (forged, edited or copied)"
+        }
         UnknownKey => "identity cookie was signed with a key this service does not hold",
         _ => "identity cookie rejected",
     }

@@ -5,8 +5,8 @@
 mod client_id;
 mod session;
 
-pub use client_id::{ClientId, ClientIdError};
 pub(crate) use client_id::clamp_u32;
+pub use client_id::{ClientId, ClientIdError};
 pub use session::SessionPolicy;
 
 use serde::{Deserialize, Serialize};

@@ -14,7 +14,9 @@ pub struct SessionPolicy {
 
 impl Default for SessionPolicy {
     fn default() -> Self {
-        Self { timeout_secs: 30 * 60 }
+        Self {
+            timeout_secs: 30 * 60,
+        }
     }
 }
 
@@ -57,7 +59,10 @@ mod tests {
         let p = SessionPolicy::default();
         let mut id = p.new_identity(ClientId::from_parts(7, 1000), 1000);
         assert!(!p.touch(&mut id, 1000 + 1799));
-        assert_eq!((id.session_id, id.session_number, id.last_seen), (1000, 1, 2799));
+        assert_eq!(
+            (id.session_id, id.session_number, id.last_seen),
+            (1000, 1, 2799)
+        );
         // 30 minutes after the last hit, not after the session start.
         assert!(!p.touch(&mut id, 2799 + 1799));
         assert!(p.touch(&mut id, 4598 + 1800));

@@ -68,13 +68,24 @@ pub struct ClientWrite<'a> {
 /// the returned future resolves.
 pub trait Store: Send + Sync + 'static {
     /// A client's record, or None when absent or expired.
-    fn get_client(&self, id: ClientId, now: i64) -> impl Future<Output = Result<Option<ClientRecord>, StoreError>> + Send;
+    fn get_client(
+        &self,
+        id: ClientId,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<ClientRecord>, StoreError>> + Send;
 
     /// Writes a client record and links it to users, atomically.
-    fn put_client(&self, write: ClientWrite<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_client(
+        &self,
+        write: ClientWrite<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// A user's linked clients, newest first, without expired entries.
-    fn lookup_user(&self, key: UserKey, now: i64) -> impl Future<Output = Result<Vec<UserEntry>, StoreError>> + Send;
+    fn lookup_user(
+        &self,
+        key: UserKey,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<UserEntry>, StoreError>> + Send;
 
     /// Removes a user's index, every client it lists, and every other user
     /// index that names those clients.

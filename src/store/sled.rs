@@ -71,7 +71,13 @@ fn tx_error(e: TransactionError<StoreError>) -> StoreError {
 
 fn bucket_of(expires_at: i64, now: i64) -> u64 {
     let ttl = expires_at.saturating_sub(now);
-    let grain: i64 = if ttl <= 3600 { 60 } else if ttl <= 86_400 { 600 } else { 3600 };
+    let grain: i64 = if ttl <= 3600 {
+        60
+    } else if ttl <= 86_400 {
+        600
+    } else {
+        3600
+    };
     let e = expires_at.max(0);
     ((e + grain - 1) / grain * grain) as u64
 }
@@ -133,7 +139,8 @@ fn put_ttl(
     let bucket = bucket_of(expires_at, now);
     let old = tree.insert(key, envelope(expires_at, bucket, body))?;
     if let Some(old) = old {
-        let (_, old_bucket, _) = open_envelope(&old).map_err(ConflictableTransactionError::Abort)?;
+        let (_, old_bucket, _) =
+            open_envelope(&old).map_err(ConflictableTransactionError::Abort)?;
         if old_bucket == bucket {
             return Ok(());
         }
@@ -143,7 +150,12 @@ fn put_ttl(
     Ok(())
 }
 
-fn remove_ttl(tree: &TransactionalTree, expiry: &TransactionalTree, kind: u8, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
+fn remove_ttl(
+    tree: &TransactionalTree,
+    expiry: &TransactionalTree,
+    kind: u8,
+    key: &[u8],
+) -> TxResult<Option<Vec<u8>>> {
     let Some(old) = tree.remove(key)? else {
         return Ok(None);
     };
@@ -159,8 +171,13 @@ fn live<'a>(v: &'a [u8], now: i64) -> Result<Option<&'a [u8]>, StoreError> {
 
 impl SledStore {
     /// Opens (or creates) the database in `dir`.
-    pub fn open(dir: &Path, durability: Durability, flush_interval: Duration) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("data directory {}: {e}", dir.display())))?;
+    pub fn open(
+        dir: &Path,
+        durability: Durability,
+        flush_interval: Duration,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| unavailable(format!("data directory {}: {e}", dir.display())))?;
         let flush_every = match durability {
             Durability::Interval => Some(flush_interval.as_millis().max(1) as u64),
             Durability::Sync => None,
@@ -215,7 +232,9 @@ impl SledStore {
 
     /// Resolves once the writes made so far are durable as configured.
     async fn durable(&self) -> Result<(), StoreError> {
-        let Some(gc) = &self.commit else { return Ok(()) };
+        let Some(gc) = &self.commit else {
+            return Ok(());
+        };
         let mut rx = gc.flushed.subscribe();
         let seq = gc.written.fetch_add(1, Ordering::AcqRel) + 1;
         gc.wake.notify_one();
@@ -225,7 +244,9 @@ impl SledStore {
                 Ok(_) => {}
                 Err(e) => return Err(unavailable(format!("flush failed: {e}"))),
             }
-            rx.changed().await.map_err(|_| unavailable("store is shutting down"))?;
+            rx.changed()
+                .await
+                .map_err(|_| unavailable("store is shutting down"))?;
         }
     }
 
@@ -259,16 +280,28 @@ impl Store for SledStore {
                 put_ttl(clients, expiry, KIND_CLIENT, &key, &body, w.expires_at, now)?;
                 for user in w.link {
                     let mut list: Vec<UserEntry> = match users.get(user.0)? {
-                        Some(v) => match live(&v, now).map_err(ConflictableTransactionError::Abort)? {
-                            Some(body) => decode(body).map_err(ConflictableTransactionError::Abort)?,
-                            None => Vec::new(),
-                        },
+                        Some(v) => {
+                            match live(&v, now).map_err(ConflictableTransactionError::Abort)? {
+                                Some(body) => {
+                                    decode(body).map_err(ConflictableTransactionError::Abort)?
+                                }
+                                None => Vec::new(),
+                            }
+                        }
                         None => Vec::new(),
                     };
                     list.retain(|e| e.client_id != entry.client_id);
                     list.insert(0, entry);
                     list.truncate(w.history.max(1));
-                    put_ttl(users, expiry, KIND_USER, &user.0, &encode(&list), w.expires_at, now)?;
+                    put_ttl(
+                        users,
+                        expiry,
+                        KIND_USER,
+                        &user.0,
+                        &encode(&list),
+                        w.expires_at,
+                        now,
+                    )?;
                 }
                 Ok(())
             })
@@ -292,14 +325,21 @@ impl Store for SledStore {
                 let Some(list) = remove_ttl(users, expiry, KIND_USER, &key.0)? else {
                     return Ok(Erased::default());
                 };
-                let list: Vec<UserEntry> = decode(&list).map_err(ConflictableTransactionError::Abort)?;
-                let mut erased = Erased { found: true, clients: 0 };
+                let list: Vec<UserEntry> =
+                    decode(&list).map_err(ConflictableTransactionError::Abort)?;
+                let mut erased = Erased {
+                    found: true,
+                    clients: 0,
+                };
                 for entry in list {
-                    let Some(body) = remove_ttl(clients, expiry, KIND_CLIENT, &client_key(entry.client_id))? else {
+                    let Some(body) =
+                        remove_ttl(clients, expiry, KIND_CLIENT, &client_key(entry.client_id))?
+                    else {
                         continue;
                     };
                     erased.clients += 1;
-                    let rec: ClientRecord = decode(&body).map_err(ConflictableTransactionError::Abort)?;
+                    let rec: ClientRecord =
+                        decode(&body).map_err(ConflictableTransactionError::Abort)?;
                     for other in rec.user_keys.iter().filter(|k| **k != key) {
                         remove_ttl(users, expiry, KIND_USER, &other.0)?;
                     }
@@ -336,7 +376,8 @@ impl Store for SledStore {
                         };
                         let key = &k[9..];
                         if let Some(v) = tree.get(key)? {
-                            let (exp, _, _) = open_envelope(&v).map_err(ConflictableTransactionError::Abort)?;
+                            let (exp, _, _) =
+                                open_envelope(&v).map_err(ConflictableTransactionError::Abort)?;
                             if exp <= now {
                                 tree.remove(key)?;
                                 n += 1;
@@ -377,11 +418,17 @@ mod tests {
     #[tokio::test]
     async fn expired_records_are_invisible_then_swept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), Durability::Interval, Duration::from_millis(100)).unwrap();
+        let store =
+            SledStore::open(dir.path(), Durability::Interval, Duration::from_millis(100)).unwrap();
         let id = ClientId::from_parts(1, 1000);
         let rec = record(id, 1000);
         store
-            .put_client(ClientWrite { record: &rec, link: &[], expires_at: 1100, history: 5 })
+            .put_client(ClientWrite {
+                record: &rec,
+                link: &[],
+                expires_at: 1100,
+                history: 5,
+            })
             .await
             .unwrap();
         assert!(store.get_client(id, 1099).await.unwrap().is_some());
@@ -394,13 +441,22 @@ mod tests {
     #[tokio::test]
     async fn rewrites_move_the_expiry_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), Durability::Sync, Duration::from_millis(100)).unwrap();
+        let store =
+            SledStore::open(dir.path(), Durability::Sync, Duration::from_millis(100)).unwrap();
         let id = ClientId::from_parts(1, 1000);
         let mut rec = record(id, 1000);
         for t in [1000, 1010, 5000, 9000] {
-            rec.identity = Identity { last_seen: t, ..rec.identity };
+            rec.identity = Identity {
+                last_seen: t,
+                ..rec.identity
+            };
             store
-                .put_client(ClientWrite { record: &rec, link: &[], expires_at: t + 600, history: 5 })
+                .put_client(ClientWrite {
+                    record: &rec,
+                    link: &[],
+                    expires_at: t + 600,
+                    history: 5,
+                })
                 .await
                 .unwrap();
         }

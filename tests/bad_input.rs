@@ -1,0 +1,259 @@
+//! Bad input of every kind: INVALID_ARGUMENT with a BadRequest naming the
+//! field, nothing written, and the server still up.
+
+mod common;
+
+use common::{bad_fields, ctx, Server};
+use sessionbridge::pb;
+use tonic::Code;
+
+fn long(n: usize) -> String {
+    "x".repeat(n)
+}
+
+#[tokio::test]
+async fn every_bad_field_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--allowed-domains", "example.com"],
+    );
+    let mut c = server.client().await;
+    let mut good = ctx("www.example.com", "");
+    // Without a URL, edits of the host do not also trip the URL check.
+    good.url.clear();
+    let with_url = |url: &str| {
+        let mut c = good.clone();
+        c.url = url.into();
+        c
+    };
+    let foreign_url = with_url("https://other.example.net/");
+
+    type Edit = fn(&mut pb::ResolveSessionRequest);
+    let cases: Vec<(&str, Edit)> = vec![
+        ("context", |r| r.context = None),
+        ("context.host", |r| {
+            r.context.as_mut().unwrap().host = String::new()
+        }),
+        ("context.host", |r| {
+            r.context.as_mut().unwrap().host = "exa mple.com".into()
+        }),
+        ("context.host", |r| {
+            r.context.as_mut().unwrap().host = "evil.com".into()
+        }),
+        ("context.host", |r| {
+            r.context.as_mut().unwrap().host = long(300)
+        }),
+        ("context.user_agent", |r| {
+            r.context.as_mut().unwrap().user_agent = long(2000)
+        }),
+        ("context.cookie_header", |r| {
+            r.context.as_mut().unwrap().cookie_header = "a=1\r\nSet-Cookie: x=y".into()
+        }),
+        ("context.cookie_header", |r| {
+            r.context.as_mut().unwrap().cookie_header = long(9000)
+        }),
+        ("context.url", |r| {
+            r.context.as_mut().unwrap().url = "javascript:alert(1)".into()
+        }),
+        ("context.referer", |r| {
+            r.context.as_mut().unwrap().referer = "not a url".into()
+        }),
+        ("context.client_ip", |r| {
+            r.context.as_mut().unwrap().client_ip = "999.1.1.1".into()
+        }),
+        ("context.accept_language", |r| {
+            r.context.as_mut().unwrap().accept_language = long(300)
+        }),
+        ("context.consent", |r| {
+            r.context.as_mut().unwrap().consent = 7
+        }),
+        ("user_id", |r| r.user_id = "someone@example.com".into()),
+        ("user_id", |r| r.user_id = long(300)),
+        ("user_id", |r| r.user_id = "two words".into()),
+        ("email", |r| r.email = "not-an-email".into()),
+        ("email", |r| r.email = format!("{}@example.com", long(400))),
+    ];
+    for (field, edit) in cases {
+        let mut req = pb::ResolveSessionRequest {
+            context: Some(good.clone()),
+            user_id: "u-bad-input".into(),
+            ..Default::default()
+        };
+        edit(&mut req);
+        let err = c.resolve_session(req.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert!(
+            bad_fields(&err).contains(&field.to_string()),
+            "{field}: got {:?}",
+            bad_fields(&err)
+        );
+        assert!(
+            err.message().contains(field),
+            "message names the field: {}",
+            err.message()
+        );
+    }
+
+    let err = c
+        .resolve_session(pb::ResolveSessionRequest {
+            context: Some(foreign_url),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), ["context.url"], "URL of another host");
+
+    // Several bad fields are reported together.
+    let mut req = pb::ResolveSessionRequest {
+        context: Some(good.clone()),
+        email: "nope".into(),
+        ..Default::default()
+    };
+    req.context.as_mut().unwrap().client_ip = "nope".into();
+    let err = c.resolve_session(req).await.unwrap_err();
+    assert_eq!(bad_fields(&err), ["context.client_ip", "email"]);
+
+    // None of the refused calls linked the user.
+    let err = c
+        .lookup_by_user(pb::LookupByUserRequest {
+            user: Some(pb::lookup_by_user_request::User::UserId(
+                "u-bad-input".into(),
+            )),
+            limit: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Lookups and erasures need a user.
+    for (req, field) in [
+        (
+            pb::LookupByUserRequest {
+                user: None,
+                limit: 0,
+            },
+            "user",
+        ),
+        (
+            pb::LookupByUserRequest {
+                user: Some(pb::lookup_by_user_request::User::UserId(String::new())),
+                limit: 0,
+            },
+            "user_id",
+        ),
+        (
+            pb::LookupByUserRequest {
+                user: Some(pb::lookup_by_user_request::User::Email("@".into())),
+                limit: 0,
+            },
+            "email",
+        ),
+    ] {
+        let err = c.lookup_by_user(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert_eq!(bad_fields(&err), [field]);
+    }
+    let err = c
+        .forget_user(pb::ForgetUserRequest { user: None })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), ["user"]);
+
+    // Still serving.
+    c.resolve_session(pb::ResolveSessionRequest {
+        context: Some(good),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+}
+
+/// The wire shape of MintCookieRequest with `bytes` where the API has
+/// `string`, to send what a correct client never would.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawContext {
+    #[prost(bytes = "vec", tag = "1")]
+    host: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    user_agent: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawMint {
+    #[prost(message, optional, tag = "1")]
+    context: Option<RawContext>,
+}
+
+async fn raw_mint(server: &Server, msg: RawMint) -> Result<pb::MintCookieResponse, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.unwrap();
+    let path =
+        http::uri::PathAndQuery::from_static("/sessionbridge.v1.SessionBridgeService/MintCookie");
+    let codec = tonic_prost::ProstCodec::<RawMint, pb::MintCookieResponse>::default();
+    grpc.unary(tonic::Request::new(msg), path, codec)
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn non_utf8_and_oversized_messages_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--max-message-bytes", "4096"]);
+
+    let ok = raw_mint(
+        &server,
+        RawMint {
+            context: Some(RawContext {
+                host: b"a.example".to_vec(),
+                user_agent: b"ok".to_vec(),
+            }),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(ok.identity.is_some());
+
+    let err = raw_mint(
+        &server,
+        RawMint {
+            context: Some(RawContext {
+                host: b"a.example".to_vec(),
+                user_agent: vec![b'M', 0xff, 0xfe, b'z'],
+            }),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(bad_fields(&err), ["context.user_agent"]);
+
+    let err = raw_mint(
+        &server,
+        RawMint {
+            context: Some(RawContext {
+                host: b"a.example".to_vec(),
+                user_agent: vec![b'a'; 8000],
+            }),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::ResourceExhausted | Code::OutOfRange),
+        "message over the limit: {err:?}"
+    );
+
+    // Still serving.
+    raw_mint(
+        &server,
+        RawMint {
+            context: Some(RawContext {
+                host: b"a.example".to_vec(),
+                user_agent: b"ok".to_vec(),
+            }),
+        },
+    )
+    .await
+    .unwrap();
+}

@@ -1,0 +1,185 @@
+//! Test support: runs the real `sessionbridge` binary on an ephemeral port
+//! with its own data directory, and connects gRPC clients to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sessionbridge::pb;
+use sessionbridge::pb::session_bridge_service_client::SessionBridgeServiceClient;
+use tonic::transport::Channel;
+
+pub type Client = SessionBridgeServiceClient<Channel>;
+
+/// A running server process, stopped (SIGKILL) when dropped.
+pub struct Server {
+    pub child: Option<Child>,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub args: Vec<String>,
+    stderr_log: PathBuf,
+}
+
+/// Writes a key file into `dir` and returns its path.
+pub fn keyfile(dir: &Path) -> PathBuf {
+    let path = dir.join("keys.json");
+    if !path.exists() {
+        sessionbridge::keys::generate(&path, "test1").expect("keygen");
+    }
+    path
+}
+
+impl Server {
+    /// Starts a server with `data_dir` and extra flags; waits until it
+    /// announces its address.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::spawn(data_dir.to_path_buf(), args)
+    }
+
+    fn spawn(data_dir: PathBuf, args: Vec<String>) -> Server {
+        let stderr_log = data_dir.with_extension("stderr.log");
+        let log = std::fs::File::create(&stderr_log).expect("stderr log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sessionbridge"))
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(&args)
+            .env("SESSIONBRIDGE_LOG", "sessionbridge=debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start sessionbridge");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read stdout");
+        let addr = match line.trim().strip_prefix("sessionbridge listening on ") {
+            Some(a) => a.to_string(),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+                panic!("server did not start; stdout {line:?}; stderr:\n{err}");
+            }
+        };
+        Server {
+            child: Some(child),
+            addr,
+            data_dir,
+            args,
+            stderr_log,
+        }
+    }
+
+    /// The server's log so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .unwrap()
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    pub async fn client(&self) -> Client {
+        SessionBridgeServiceClient::new(self.channel().await)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        child.wait().expect("wait")
+    }
+
+    /// Stops this server cleanly and starts it again on the same directory
+    /// with the same flags (on a new port).
+    pub fn restart(mut self) -> Server {
+        let status = self.terminate();
+        assert!(
+            status.success(),
+            "server exited with {status}:\n{}",
+            self.stderr()
+        );
+        Self::spawn(self.data_dir.clone(), self.args.clone())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A request context for `host` with a browser-like User-Agent.
+pub fn ctx(host: &str, cookie_header: &str) -> pb::RequestContext {
+    pb::RequestContext {
+        host: host.into(),
+        url: format!("https://{host}/"),
+        user_agent: "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0".into(),
+        cookie_header: cookie_header.into(),
+        client_ip: "203.0.113.7".into(),
+        ..Default::default()
+    }
+}
+
+/// The `name=value` pairs of Set-Cookie headers, joined into a Cookie header
+/// as a browser would send them back.
+pub fn cookie_header(cookies: &[pb::Cookie]) -> String {
+    cookies
+        .iter()
+        .map(|c| format!("{}={}", c.name, c.value))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The field names of a status's BadRequest detail.
+pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// Every byte of every file under `dir`.
+pub fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.extend(std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
