@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gRPC service.
-    Serve(Overrides),
+    Serve(Box<Overrides>),
     /// Write a new key file (one current key and a pepper), or add a new
     /// current key to an existing one with --rotate.
     Keygen {
@@ -50,7 +50,7 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(overrides) => serve(overrides),
+        Command::Serve(overrides) => serve(*overrides),
         Command::Keygen {
             out,
             rotate,

@@ -95,6 +95,21 @@ pub fn normalize_email(email: &str) -> Result<String, UserInputError> {
     Ok(parsed.as_str().to_lowercase())
 }
 
+impl serde::Serialize for UserKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UserKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s.as_bytes(), &mut out).map_err(serde::de::Error::custom)?;
+        Ok(UserKey(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,20 +138,5 @@ mod tests {
         );
         assert!(check_user_id("user-42").is_ok());
         assert_eq!(check_user_id("a\nb"), Err(UserInputError::BadCharacters));
-    }
-}
-
-impl serde::Serialize for UserKey {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(self.0))
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for UserKey {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s.as_bytes(), &mut out).map_err(serde::de::Error::custom)?;
-        Ok(UserKey(out))
     }
 }

@@ -211,8 +211,8 @@ impl<S: Store> Service<S> {
         let mut found = None;
         for &source in sources {
             found = match source {
-                Method::Cookie => self.from_cookie(&input.ctx, now, &mut rejected).await?,
-                Method::UserId => self.from_user(&input.user, now).await?,
+                Method::Cookie => self.cookie_evidence(&input.ctx, now, &mut rejected).await?,
+                Method::UserId => self.user_evidence(&input.user, now).await?,
                 // Sources that are not wired into this build yield nothing.
                 _ => None,
             };
@@ -303,7 +303,7 @@ impl<S: Store> Service<S> {
     /// The own cookie. The cookie carries the session state, so it stands
     /// alone; a stored record adds the user id, and wins when it saw a later
     /// hit (another tab, or a sidecar that set a newer cookie).
-    async fn from_cookie(
+    async fn cookie_evidence(
         &self,
         ctx: &RequestContext,
         now: i64,
@@ -351,7 +351,11 @@ impl<S: Store> Service<S> {
 
     /// The identity most recently linked to the request's user (a login on
     /// another domain sharing this store).
-    async fn from_user(&self, user: &UserInput, now: i64) -> Result<Option<Found>, ServiceError> {
+    async fn user_evidence(
+        &self,
+        user: &UserInput,
+        now: i64,
+    ) -> Result<Option<Found>, ServiceError> {
         for key in &user.keys {
             for entry in self.store.lookup_user(*key, now).await? {
                 if let Some(record) = self.store.get_client(entry.client_id, now).await? {

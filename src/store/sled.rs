@@ -164,7 +164,7 @@ fn remove_ttl(
     Ok(Some(body.to_vec()))
 }
 
-fn live<'a>(v: &'a [u8], now: i64) -> Result<Option<&'a [u8]>, StoreError> {
+fn live(v: &[u8], now: i64) -> Result<Option<&[u8]>, StoreError> {
     let (exp, _, body) = open_envelope(v)?;
     Ok((exp > now).then_some(body))
 }
