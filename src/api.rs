@@ -11,7 +11,12 @@ use crate::cookie::SetCookie;
 use crate::identity::{Consent, Identity, Method, Rejected, Rejection};
 use crate::pb;
 use crate::privacy::{self, UserRef};
-use crate::service::{Resolution, ResolveInput, Service, ServiceError};
+use crate::service::{HandoffInput, Resolution, ResolveInput, Service, ServiceError};
+
+/// Longest destination URL RecordHandoff accepts.
+const MAX_DESTINATION_LEN: usize = 2048;
+/// Longest `handoff_token` accepted; real tokens are at most 200.
+const MAX_TOKEN_FIELD_LEN: usize = 512;
 use crate::store::Store;
 
 /// INVALID_ARGUMENT with a `google.rpc.BadRequest` naming each field.
@@ -236,9 +241,8 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
         let r = self
             .service
             .mint(ResolveInput {
-                ctx,
-                user: Default::default(),
                 ga_cookie: req.ga_cookie,
+                ..ResolveInput::page_view(ctx)
             })
             .await?;
         let full = resolution(&r);
@@ -253,11 +257,51 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
 
     async fn record_handoff(
         &self,
-        _request: Request<pb::RecordHandoffRequest>,
+        request: Request<pb::RecordHandoffRequest>,
     ) -> Result<Response<pb::RecordHandoffResponse>, Status> {
-        Err(Status::unimplemented(
-            "RecordHandoff is not available in this build",
-        ))
+        let req = request.into_inner();
+        let mut bad = Vec::new();
+        let destination = if req.destination_url.is_empty() {
+            bad.push(FieldViolation::new(
+                "destination_url",
+                "is required: the URL the visitor is sent to",
+            ));
+            None
+        } else if req.destination_url.len() > MAX_DESTINATION_LEN {
+            bad.push(FieldViolation::new(
+                "destination_url",
+                format!("must be at most {MAX_DESTINATION_LEN} bytes"),
+            ));
+            None
+        } else {
+            match crate::context::parse_web_url(&req.destination_url) {
+                Ok(u) => Some(u),
+                Err(what) => {
+                    bad.push(FieldViolation::new("destination_url", what));
+                    None
+                }
+            }
+        };
+        let ctx = self.context(req.context.as_ref(), bad)?;
+        let destination = destination.expect("a bad destination is reported above");
+        let h = self
+            .service
+            .handoff(HandoffInput {
+                ctx,
+                destination,
+                extra_audience: req.extra_audience,
+                ttl_secs: req.ttl_seconds,
+                max_uses: req.max_uses,
+                bind_user_agent: req.bind_user_agent,
+            })
+            .await?;
+        Ok(Response::new(pb::RecordHandoffResponse {
+            token: h.token,
+            decorated_url: h.decorated_url,
+            expires_at_unix: h.expires_at,
+            identity: Some(identity(&h.source.identity)),
+            cookies: h.source.cookies.iter().map(cookie).collect(),
+        }))
     }
 
     async fn resolve_session(
@@ -265,18 +309,28 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
         request: Request<pb::ResolveSessionRequest>,
     ) -> Result<Response<pb::ResolveSessionResponse>, Status> {
         let req = request.into_inner();
-        let (user, user_err) = match self.service.user_input(&req.user_id, &req.email, "") {
+        let (user, mut bad) = match self.service.user_input(&req.user_id, &req.email, "") {
             Ok(u) => (u, vec![]),
             Err(ServiceError::Invalid(v)) => (Default::default(), v),
             Err(e) => return Err(e.into()),
         };
-        let ctx = self.context(req.context.as_ref(), user_err)?;
+        if req.handoff_token.len() > MAX_TOKEN_FIELD_LEN
+            || !req.handoff_token.bytes().all(|b| b.is_ascii_graphic())
+        {
+            bad.push(FieldViolation::new(
+                "handoff_token",
+                format!("must be at most {MAX_TOKEN_FIELD_LEN} printable ASCII characters"),
+            ));
+        }
+        let ctx = self.context(req.context.as_ref(), bad)?;
         let r = self
             .service
             .resolve(ResolveInput {
                 ctx,
                 user,
                 ga_cookie: req.ga_cookie,
+                handoff_token: (!req.handoff_token.is_empty()).then_some(req.handoff_token),
+                passive: req.passive,
             })
             .await?;
         Ok(Response::new(resolution(&r)))

@@ -70,6 +70,24 @@ pub struct Config {
     pub drain_secs: u64,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Query parameter that carries hand-off tokens.
+    pub handoff_param: String,
+    /// Lifetime of a hand-off token when the request does not set one.
+    pub handoff_default_ttl_secs: u32,
+    /// The longest lifetime a request may ask for (hours suit payment
+    /// redirects and their webhooks).
+    pub handoff_max_ttl_secs: u32,
+    /// The most uses a request may allow on one token.
+    pub handoff_max_uses: u32,
+    /// How long a recorded hand-off waits for a parameterless arrival
+    /// (the referrer bridge); 0 turns the bridge off.
+    pub bridge_window_secs: u32,
+    /// Name of the raw session id query parameter (the seed's approach 3).
+    pub session_id_param: String,
+    /// Referring domains (subdomains included) from which a raw session id
+    /// parameter is accepted. Empty, the default, turns the feature off: a
+    /// raw id in a URL lets anyone who sees the link take over the session.
+    pub session_id_param_referrers: Vec<String>,
 }
 
 impl Default for Config {
@@ -94,6 +112,13 @@ impl Default for Config {
             max_message_bytes: 64 * 1024,
             drain_secs: 0,
             log_format: LogFormat::Text,
+            handoff_param: "_sbt".into(),
+            handoff_default_ttl_secs: 120,
+            handoff_max_ttl_secs: 86_400,
+            handoff_max_uses: 10,
+            bridge_window_secs: 60,
+            session_id_param: "session_id".into(),
+            session_id_param_referrers: Vec::new(),
         }
     }
 }
@@ -167,6 +192,33 @@ pub struct Overrides {
     /// `text` or `json` [default: text].
     #[arg(long, env = "SESSIONBRIDGE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Query parameter of hand-off tokens [default: _sbt].
+    #[arg(long, env = "SESSIONBRIDGE_HANDOFF_PARAM")]
+    pub handoff_param: Option<String>,
+    /// Default hand-off token lifetime, s [default: 120].
+    #[arg(long, env = "SESSIONBRIDGE_HANDOFF_DEFAULT_TTL_SECS")]
+    pub handoff_default_ttl_secs: Option<u32>,
+    /// Longest hand-off token lifetime a request may ask for, s [default: 86400].
+    #[arg(long, env = "SESSIONBRIDGE_HANDOFF_MAX_TTL_SECS")]
+    pub handoff_max_ttl_secs: Option<u32>,
+    /// Most uses a request may allow on one token [default: 10].
+    #[arg(long, env = "SESSIONBRIDGE_HANDOFF_MAX_USES")]
+    pub handoff_max_uses: Option<u32>,
+    /// Referrer bridge window, s; 0 disables the bridge [default: 60].
+    #[arg(long, env = "SESSIONBRIDGE_BRIDGE_WINDOW_SECS")]
+    pub bridge_window_secs: Option<u32>,
+    /// Name of the raw session id parameter [default: session_id].
+    #[arg(long, env = "SESSIONBRIDGE_SESSION_ID_PARAM")]
+    pub session_id_param: Option<String>,
+    /// Referring domains a raw session id parameter is accepted from,
+    /// comma-separated [default: none, feature off].
+    #[arg(
+        long,
+        env = "SESSIONBRIDGE_SESSION_ID_PARAM_REFERRERS",
+        value_delimiter = ',',
+        value_name = "DOMAINS"
+    )]
+    pub session_id_param_referrers: Option<Vec<String>>,
 }
 
 fn parse_consent(s: &str) -> Result<Consent, String> {

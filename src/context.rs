@@ -63,7 +63,11 @@ pub struct RequestContext {
     pub cookie_header: String,
     pub client_ip: Option<IpAddr>,
     pub accept_language: String,
+    /// The consent in force: the one stated, or the configured default.
     pub consent: Consent,
+    /// The consent the backend stated, if it did; a stated consent outranks
+    /// the one a hand-off token carries.
+    pub consent_stated: Option<Consent>,
 }
 
 fn no_controls(s: &str) -> bool {
@@ -117,7 +121,8 @@ pub fn parse_host(host: &str) -> Result<(String, bool), &'static str> {
     }
 }
 
-fn parse_web_url(s: &str) -> Result<Url, &'static str> {
+/// Parses an absolute http(s) URL with a host.
+pub fn parse_web_url(s: &str) -> Result<Url, &'static str> {
     let url = Url::parse(s).map_err(|_| "must be an absolute URL")?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err("must be an http or https URL with a host");
@@ -222,6 +227,7 @@ impl RawContext<'_> {
             client_ip,
             accept_language: self.accept_language.to_string(),
             consent: self.consent.unwrap_or(default_consent),
+            consent_stated: self.consent,
         })
     }
 }

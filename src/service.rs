@@ -11,7 +11,10 @@ use crate::identity::{
 };
 use crate::keys::Keyring;
 use crate::privacy::{self, UserKey, UserRef};
-use crate::store::{ClientRecord, ClientWrite, Erased, Store, StoreError};
+use crate::store::{BridgeEntry, Claim, ClientRecord, ClientWrite, Erased, Store, StoreError};
+use crate::token::{self, Claims};
+use crate::{identity::Rejection, query};
+use url::Url;
 
 /// Why a call failed, in terms the API layer maps to status codes.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,14 @@ pub struct Settings {
     pub ga_cookie: bool,
     pub default_consent: Consent,
     pub user_history: usize,
+    pub handoff_param: String,
+    pub handoff_default_ttl_secs: u32,
+    pub handoff_max_ttl_secs: u32,
+    pub handoff_max_uses: u32,
+    pub bridge_window_secs: u32,
+    pub session_id_param: String,
+    /// Referrers a raw session id is accepted from; empty: feature off.
+    pub session_id_referrers: AllowedDomains,
 }
 
 impl Settings {
@@ -55,6 +66,14 @@ impl Settings {
             ga_cookie: cfg.ga_cookie,
             default_consent: cfg.default_consent,
             user_history: cfg.user_history,
+            handoff_param: cfg.handoff_param.clone(),
+            handoff_default_ttl_secs: cfg.handoff_default_ttl_secs,
+            handoff_max_ttl_secs: cfg.handoff_max_ttl_secs,
+            handoff_max_uses: cfg.handoff_max_uses,
+            bridge_window_secs: cfg.bridge_window_secs,
+            session_id_param: cfg.session_id_param.clone(),
+            session_id_referrers: AllowedDomains::new(cfg.session_id_param_referrers.clone())
+                .expect("checked with the config"),
         }
     }
 }
@@ -74,6 +93,46 @@ pub struct ResolveInput {
     pub user: UserInput,
     /// Whether to also return a `_ga` cookie; None for the configured default.
     pub ga_cookie: Option<bool>,
+    /// A hand-off token passed outside the URL (a webhook's reference).
+    pub handoff_token: Option<String>,
+    /// Not a page view: report without counting a hit, set no cookie.
+    pub passive: bool,
+}
+
+impl ResolveInput {
+    /// A page view with nothing but the request context.
+    pub fn page_view(ctx: RequestContext) -> Self {
+        Self {
+            ctx,
+            user: UserInput::default(),
+            ga_cookie: None,
+            handoff_token: None,
+            passive: false,
+        }
+    }
+}
+
+/// A RecordHandoff call.
+#[derive(Debug)]
+pub struct HandoffInput {
+    pub ctx: RequestContext,
+    pub destination: Url,
+    pub extra_audience: Vec<String>,
+    /// 0 for the configured default.
+    pub ttl_secs: u32,
+    /// 0 for one use.
+    pub max_uses: u32,
+    pub bind_user_agent: bool,
+}
+
+/// The answer to a RecordHandoff call.
+#[derive(Debug)]
+pub struct Handoff {
+    pub token: String,
+    pub decorated_url: String,
+    pub expires_at: i64,
+    /// The source-side resolution (identity and cookies to set there).
+    pub source: Resolution,
 }
 
 /// The answer to a ResolveSession (or MintCookie) call.
@@ -97,6 +156,8 @@ struct Found {
     confidence: f32,
     /// The record already stored for this client, if any.
     record: Option<ClientRecord>,
+    /// The consent the evidence carries (tokens carry the source's).
+    consent: Consent,
 }
 
 /// The core service, generic over its store.
@@ -203,8 +264,9 @@ impl<S: Store> Service<S> {
     ) -> Result<Resolution, ServiceError> {
         let now = now_unix();
         let scope = self.scope(&input.ctx)?;
+        let clean_url = self.clean_url(&input.ctx);
         if input.ctx.consent == Consent::Denied {
-            return Ok(self.without_consent(&input.ctx, &scope, now));
+            return Ok(self.without_consent(&input.ctx, &scope, now, clean_url));
         }
 
         let mut rejected = Vec::new();
@@ -212,12 +274,31 @@ impl<S: Store> Service<S> {
         for &source in sources {
             found = match source {
                 Method::Cookie => self.cookie_evidence(&input.ctx, now, &mut rejected).await?,
+                Method::HandoffToken => self.token_evidence(&input, now, &mut rejected).await?,
                 Method::UserId => self.user_evidence(&input.user, now).await?,
-                // Sources that are not wired into this build yield nothing.
-                _ => None,
+                Method::ReferrerBridge => self.bridge_evidence(&input.ctx, now).await?,
+                Method::SessionIdParameter => {
+                    self.session_param_evidence(&input.ctx, now, &mut rejected)
+                        .await?
+                }
+                Method::New | Method::NoConsent => None,
             };
             if found.is_some() {
                 break;
+            }
+        }
+        // A token sealed where the visitor refused consent: unless this
+        // request states consent itself, the destination must not identify.
+        if let Some(f) = &found {
+            if f.consent == Consent::Denied && input.ctx.consent_stated.is_none() {
+                rejected.push(Rejected::new(
+                    f.method,
+                    Rejection::NoConsent,
+                    "the source site recorded that the visitor refused consent",
+                ));
+                let mut r = self.without_consent(&input.ctx, &scope, now, clean_url);
+                r.rejected = rejected;
+                return Ok(r);
             }
         }
 
@@ -232,7 +313,8 @@ impl<S: Store> Service<S> {
                 (id, Method::New, 0.0, None, true)
             }
         };
-        let new_session = new_client || self.settings.policy.touch(&mut identity, now);
+        let new_session =
+            new_client || (!input.passive && self.settings.policy.touch(&mut identity, now));
 
         let mut user_keys = record.map(|r| r.user_keys).unwrap_or_default();
         if let Some(uid) = &input.user.user_id {
@@ -256,7 +338,11 @@ impl<S: Store> Service<S> {
             })
             .await?;
         let identity = record.identity;
-        let cookies = self.cookies(&scope, &identity, input.ga_cookie);
+        let cookies = if input.passive {
+            Vec::new()
+        } else {
+            self.cookies(&scope, &identity, input.ga_cookie)
+        };
         Ok(Resolution {
             identity,
             method,
@@ -265,14 +351,30 @@ impl<S: Store> Service<S> {
             new_client,
             cookies,
             rejected,
-            clean_url: None,
+            clean_url,
             persisted: true,
         })
     }
 
+    /// The request URL without hand-off parameters, when it had any.
+    fn clean_url(&self, ctx: &RequestContext) -> Option<String> {
+        let url = ctx.url.as_ref()?;
+        let mut names = vec![self.settings.handoff_param.as_str()];
+        if !self.settings.session_id_referrers.is_open() {
+            names.push(self.settings.session_id_param.as_str());
+        }
+        query::without(url, &names).map(String::from)
+    }
+
     /// Consent denied: an identity for this response only, nothing stored,
     /// and any identity cookie the browser holds deleted.
-    fn without_consent(&self, ctx: &RequestContext, scope: &CookieScope, now: i64) -> Resolution {
+    fn without_consent(
+        &self,
+        ctx: &RequestContext,
+        scope: &CookieScope,
+        now: i64,
+        clean_url: Option<String>,
+    ) -> Resolution {
         let identity = self
             .settings
             .policy
@@ -295,7 +397,7 @@ impl<S: Store> Service<S> {
             new_client: true,
             cookies,
             rejected: Vec::new(),
-            clean_url: None,
+            clean_url,
             persisted: false,
         }
     }
@@ -346,7 +448,333 @@ impl<S: Store> Service<S> {
             method: Method::Cookie,
             confidence: 1.0,
             record,
+            consent: Consent::Granted,
         }))
+    }
+
+    /// Completes an identity named by evidence with what the store knows of
+    /// the same client: the user id, and the session state when the store
+    /// saw a later hit.
+    async fn with_record(
+        &self,
+        mut identity: Identity,
+        now: i64,
+    ) -> Result<(Identity, Option<ClientRecord>), ServiceError> {
+        let record = self.store.get_client(identity.client_id, now).await?;
+        if let Some(r) = &record {
+            if r.identity.last_seen > identity.last_seen {
+                identity = r.identity.clone();
+            } else {
+                identity.user_id = r.identity.user_id.clone();
+            }
+        }
+        Ok((identity, record))
+    }
+
+    /// A sealed hand-off token, from the request (webhooks) or the URL.
+    /// Checks that cost nothing come before the claim, so a token presented
+    /// in the wrong place does not lose a use.
+    async fn token_evidence(
+        &self,
+        input: &ResolveInput,
+        now: i64,
+        rejected: &mut Vec<Rejected>,
+    ) -> Result<Option<Found>, ServiceError> {
+        let from_url = input
+            .ctx
+            .url
+            .as_ref()
+            .and_then(|u| query::param(u, &self.settings.handoff_param));
+        let Some(token) = input.handoff_token.clone().or(from_url) else {
+            return Ok(None);
+        };
+        let reject = |reason, detail: &str| Rejected::new(Method::HandoffToken, reason, detail);
+        let claims = match token::open(&self.keys, &token) {
+            Ok(c) => c,
+            Err(reason) => {
+                rejected.push(reject(reason, token_detail(reason)));
+                return Ok(None);
+            }
+        };
+        if now >= claims.expires_at {
+            rejected.push(reject(Rejection::Expired, "hand-off token has expired"));
+            return Ok(None);
+        }
+        let host = token::short_hash(&self.keys, "host", &input.ctx.host);
+        if !claims.audience.contains(&host) {
+            rejected.push(reject(
+                Rejection::WrongAudience,
+                "hand-off token was issued for another host",
+            ));
+            return Ok(None);
+        }
+        if let Some(bound) = claims.user_agent {
+            if token::short_hash(&self.keys, "ua", &input.ctx.user_agent) != bound {
+                rejected.push(reject(
+                    Rejection::FingerprintMismatch,
+                    "hand-off token is bound to another User-Agent",
+                ));
+                return Ok(None);
+            }
+        }
+        match self
+            .store
+            .claim_token(
+                claims.token_id,
+                u32::from(claims.max_uses),
+                claims.expires_at,
+                now,
+            )
+            .await?
+        {
+            Claim::UsedUp => {
+                rejected.push(reject(
+                    Rejection::Replayed,
+                    "hand-off token was already used up",
+                ));
+                return Ok(None);
+            }
+            Claim::Granted(_) => {}
+        }
+        let Claims {
+            identity, consent, ..
+        } = claims;
+        let (identity, record) = self.with_record(identity, now).await?;
+        Ok(Some(Found {
+            identity,
+            method: Method::HandoffToken,
+            confidence: 1.0,
+            record,
+            consent,
+        }))
+    }
+
+    /// The referrer bridge key: the source site, the destination site, the
+    /// browser and its network, hashed together under the pepper.
+    fn bridge_key(&self, source_site: &str, dest_site: &str, ctx: &RequestContext) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.keys.fingerprint.as_ref())
+            .expect("HMAC takes any key length");
+        let net = ctx.client_ip.map(network_prefix).unwrap_or_default();
+        for part in ["bridge", source_site, dest_site, &ctx.user_agent, &net] {
+            mac.update(part.as_bytes());
+            mac.update(&[0]);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Seed approach 2: a visitor who arrives with no cookie and no
+    /// parameter, referred by a site that recorded a hand-off moments ago
+    /// from the same User-Agent and network.
+    ///
+    /// A heuristic: two people behind one NAT with identical browsers,
+    /// arriving within the window, could be confused. Confidence falls with
+    /// the age of the hand-off, and is lower without a client IP.
+    async fn bridge_evidence(
+        &self,
+        ctx: &RequestContext,
+        now: i64,
+    ) -> Result<Option<Found>, ServiceError> {
+        let window = i64::from(self.settings.bridge_window_secs);
+        if window == 0 || ctx.user_agent.is_empty() {
+            return Ok(None);
+        }
+        let Some(referer) = ctx.referer.as_ref().and_then(|r| r.host_str()) else {
+            return Ok(None);
+        };
+        let source = site_of(referer);
+        let dest = site_of(&ctx.host);
+        if source == dest {
+            return Ok(None);
+        }
+        let Some(entry) = self
+            .store
+            .take_bridge(self.bridge_key(&source, &dest, ctx), now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let age = (now - entry.created_at).clamp(0, window);
+        let mut confidence = 0.9 - 0.3 * (age as f32 / window as f32);
+        if !entry.with_network {
+            confidence -= 0.2;
+        }
+        let (identity, record) = self.with_record(entry.identity, now).await?;
+        Ok(Some(Found {
+            identity,
+            method: Method::ReferrerBridge,
+            confidence,
+            record,
+            consent: Consent::Granted,
+        }))
+    }
+
+    /// Seed approach 3 as written: a raw client id in the query. Off unless
+    /// referrers are allow-listed, because whoever sees such a link can
+    /// fixate or take over the session.
+    async fn session_param_evidence(
+        &self,
+        ctx: &RequestContext,
+        now: i64,
+        rejected: &mut Vec<Rejected>,
+    ) -> Result<Option<Found>, ServiceError> {
+        let Some(value) = ctx
+            .url
+            .as_ref()
+            .and_then(|u| query::param(u, &self.settings.session_id_param))
+        else {
+            return Ok(None);
+        };
+        let reject =
+            |reason, detail: &str| Rejected::new(Method::SessionIdParameter, reason, detail);
+        let allowed = &self.settings.session_id_referrers;
+        if allowed.is_open() {
+            // The feature is off: a parameter of that name is none of ours.
+            return Ok(None);
+        }
+        let from_allowed = ctx
+            .referer
+            .as_ref()
+            .and_then(|r| r.host_str())
+            .is_some_and(|h| allowed.allows(&h.to_ascii_lowercase()));
+        if !from_allowed {
+            rejected.push(reject(
+                Rejection::NotAllowed,
+                "raw session id parameter from a referrer outside session_id_param_referrers",
+            ));
+            return Ok(None);
+        }
+        let Ok(client_id) = value.parse::<ClientId>() else {
+            rejected.push(reject(
+                Rejection::Malformed,
+                "raw session id parameter is not a client id",
+            ));
+            return Ok(None);
+        };
+        let (identity, record) = match self.store.get_client(client_id, now).await? {
+            Some(r) => (r.identity.clone(), Some(r)),
+            None => (self.settings.policy.new_identity(client_id, now), None),
+        };
+        Ok(Some(Found {
+            identity,
+            method: Method::SessionIdParameter,
+            confidence: 0.5,
+            record,
+            consent: Consent::Granted,
+        }))
+    }
+
+    /// RecordHandoff: resolve the visitor here, seal a token for the
+    /// destination, decorate the destination URL, and record the hand-off
+    /// for the referrer bridge.
+    pub async fn handoff(&self, input: HandoffInput) -> Result<Handoff, ServiceError> {
+        let s = &self.settings;
+        let mut bad = Vec::new();
+        let ttl = match input.ttl_secs {
+            0 => s.handoff_default_ttl_secs,
+            t if t > s.handoff_max_ttl_secs => {
+                bad.push(FieldViolation::new(
+                    "ttl_seconds",
+                    format!(
+                        "must be at most {} (handoff_max_ttl_secs)",
+                        s.handoff_max_ttl_secs
+                    ),
+                ));
+                0
+            }
+            t => t,
+        };
+        let max_uses = match input.max_uses {
+            0 => 1,
+            u if u > s.handoff_max_uses => {
+                bad.push(FieldViolation::new(
+                    "max_uses",
+                    format!("must be at most {} (handoff_max_uses)", s.handoff_max_uses),
+                ));
+                0
+            }
+            u => u,
+        };
+        let dest_host = input
+            .destination
+            .host_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let mut audience_hosts = vec![dest_host];
+        if input.extra_audience.len() >= token::MAX_AUDIENCE {
+            bad.push(FieldViolation::new(
+                "extra_audience",
+                format!("at most {} hosts", token::MAX_AUDIENCE - 1),
+            ));
+        }
+        for (i, h) in input.extra_audience.iter().enumerate() {
+            match crate::context::parse_host(h) {
+                Ok((host, _)) if h.len() <= 253 => {
+                    if !audience_hosts.contains(&host) {
+                        audience_hosts.push(host);
+                    }
+                }
+                _ => bad.push(FieldViolation::new(
+                    format!("extra_audience[{i}]"),
+                    "is not a host name",
+                )),
+            }
+        }
+        if !bad.is_empty() {
+            return Err(ServiceError::Invalid(bad));
+        }
+        audience_hosts.truncate(token::MAX_AUDIENCE);
+
+        let ctx = input.ctx.clone();
+        let source = self.resolve(ResolveInput::page_view(input.ctx)).await?;
+        let now = source.identity.last_seen;
+        let expires_at = now + i64::from(ttl);
+        let consent = if source.method == Method::NoConsent {
+            Consent::Denied
+        } else {
+            Consent::Granted
+        };
+        let claims = Claims {
+            token_id: token::new_token_id(),
+            identity: source.identity.clone(),
+            issued_at: now,
+            expires_at,
+            max_uses: max_uses as u8,
+            consent,
+            user_agent: input
+                .bind_user_agent
+                .then(|| token::short_hash(&self.keys, "ua", &ctx.user_agent)),
+            audience: audience_hosts
+                .iter()
+                .map(|h| token::short_hash(&self.keys, "host", h))
+                .collect(),
+        };
+        let sealed = token::seal(&self.keys, &claims);
+        let decorated = query::with(&input.destination, &s.handoff_param, &sealed);
+
+        if consent == Consent::Granted && s.bridge_window_secs > 0 && !ctx.user_agent.is_empty() {
+            let source_site = site_of(&ctx.host);
+            let mut dest_sites: Vec<String> = audience_hosts.iter().map(|h| site_of(h)).collect();
+            dest_sites.dedup();
+            for dest in dest_sites.iter().filter(|d| **d != source_site) {
+                let entry = BridgeEntry {
+                    identity: source.identity.clone(),
+                    destinations: vec![dest.clone()],
+                    created_at: now,
+                    with_network: ctx.client_ip.is_some(),
+                };
+                let key = self.bridge_key(&source_site, dest, &ctx);
+                self.store
+                    .put_bridge(key, &entry, now + i64::from(s.bridge_window_secs))
+                    .await?;
+            }
+        }
+        Ok(Handoff {
+            token: sealed,
+            decorated_url: decorated.into(),
+            expires_at,
+            source,
+        })
     }
 
     /// The identity most recently linked to the request's user (a login on
@@ -364,6 +792,7 @@ impl<S: Store> Service<S> {
                         method: Method::UserId,
                         confidence: 1.0,
                         record: Some(record),
+                        consent: Consent::Granted,
                     }));
                 }
             }
@@ -427,6 +856,36 @@ impl<S: Store> Service<S> {
     /// ForgetUser: erase the user's index and every identity it lists.
     pub async fn forget(&self, key: UserKey) -> Result<Erased, ServiceError> {
         Ok(self.store.forget_user(key).await?)
+    }
+}
+
+/// The registrable domain of a host (public suffix list), or the host.
+fn site_of(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    psl::domain_str(&host).map(str::to_string).unwrap_or(host)
+}
+
+/// The client's network, coarse enough not to identify a person: /24 for
+/// IPv4, /48 for IPv6. Only ever hashed.
+fn network_prefix(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+    }
+}
+
+fn token_detail(reason: Rejection) -> &'static str {
+    match reason {
+        Rejection::Malformed => "hand-off token is not in the expected format",
+        Rejection::BadSeal => "hand-off token does not open: forged, edited or truncated",
+        Rejection::UnknownKey => "hand-off token was sealed with a key this service does not hold",
+        _ => "hand-off token rejected",
     }
 }
 

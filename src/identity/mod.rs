@@ -63,7 +63,13 @@ pub enum Method {
 /// domain sealed), then the user's own login, then the heuristic bridge,
 /// then the opt-in raw parameter; when all are absent or rejected, a new
 /// identity is minted.
-pub const PRECEDENCE: &[Method] = &[Method::Cookie, Method::UserId];
+pub const PRECEDENCE: &[Method] = &[
+    Method::Cookie,
+    Method::HandoffToken,
+    Method::UserId,
+    Method::ReferrerBridge,
+    Method::SessionIdParameter,
+];
 
 /// What MintCookie looks at: the own cookie only (refresh it, or mint).
 pub const MINT_ONLY: &[Method] = &[Method::Cookie];

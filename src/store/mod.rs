@@ -40,6 +40,29 @@ pub struct Erased {
     pub clients: u32,
 }
 
+/// A recorded hand-off, kept for the referrer bridge: the identity that left
+/// a site, waiting for a parameterless arrival from the same browser.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeEntry {
+    pub identity: Identity,
+    /// Registrable domains the visitor was sent to; an arrival elsewhere
+    /// does not match.
+    pub destinations: Vec<String>,
+    /// When the hand-off was recorded.
+    pub created_at: i64,
+    /// Whether the bridge key included a client network prefix.
+    pub with_network: bool,
+}
+
+/// The outcome of claiming one use of a hand-off token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This is use number `n` (1-based) of the token.
+    Granted(u32),
+    /// Every allowed use was already claimed.
+    UsedUp,
+}
+
 /// Why a store call failed. Both map to UNAVAILABLE: the caller may retry,
 /// and nothing was half-written.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +113,34 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a user's index, every client it lists, and every other user
     /// index that names those clients.
     fn forget_user(&self, key: UserKey) -> impl Future<Output = Result<Erased, StoreError>> + Send;
+
+    /// Claims one use of token `id`, atomically across every caller of this
+    /// store: of N concurrent claims on a token with `max_uses` uses,
+    /// exactly `max_uses` are granted. The counter lives until `expires_at`.
+    fn claim_token(
+        &self,
+        id: [u8; 16],
+        max_uses: u32,
+        expires_at: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Records a hand-off for the referrer bridge under a fingerprint key,
+    /// replacing any entry with the same key.
+    fn put_bridge(
+        &self,
+        key: [u8; 32],
+        entry: &BridgeEntry,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes and returns the live bridge entry under `key`: one hand-off
+    /// matches one arrival.
+    fn take_bridge(
+        &self,
+        key: [u8; 32],
+        now: i64,
+    ) -> impl Future<Output = Result<Option<BridgeEntry>, StoreError>> + Send;
 
     /// Removes records that expired before `now`; returns how many.
     fn sweep(&self, now: i64) -> impl Future<Output = Result<usize, StoreError>> + Send;

@@ -17,12 +17,14 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 use tokio::sync::{watch, Notify};
 
-use super::{ClientRecord, ClientWrite, Erased, Store, StoreError, UserEntry};
+use super::{BridgeEntry, Claim, ClientRecord, ClientWrite, Erased, Store, StoreError, UserEntry};
 use crate::identity::ClientId;
 use crate::privacy::UserKey;
 
 const KIND_CLIENT: u8 = 1;
 const KIND_USER: u8 = 2;
+const KIND_TOKEN: u8 = 3;
+const KIND_BRIDGE: u8 = 4;
 const HEADER: usize = 16;
 /// Expired records removed per sweeper transaction, so a sweep never holds
 /// up requests for long.
@@ -54,6 +56,8 @@ pub struct SledStore {
     db: sled::Db,
     clients: sled::Tree,
     users: sled::Tree,
+    tokens: sled::Tree,
+    bridge: sled::Tree,
     expiry: sled::Tree,
     commit: Option<Arc<GroupCommit>>,
 }
@@ -191,6 +195,8 @@ impl SledStore {
         let store = Self {
             clients: tree("clients")?,
             users: tree("users")?,
+            tokens: tree("tokens")?,
+            bridge: tree("bridge")?,
             expiry: tree("expiry")?,
             commit: None,
             db,
@@ -351,6 +357,82 @@ impl Store for SledStore {
         Ok(erased)
     }
 
+    async fn claim_token(
+        &self,
+        id: [u8; 16],
+        max_uses: u32,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<Claim, StoreError> {
+        let claim = (&self.tokens, &self.expiry)
+            .transaction(|(tokens, expiry)| {
+                let used = match tokens.get(id)? {
+                    Some(v) => match live(&v, now).map_err(ConflictableTransactionError::Abort)? {
+                        Some(body) => {
+                            decode::<u32>(body).map_err(ConflictableTransactionError::Abort)?
+                        }
+                        None => 0,
+                    },
+                    None => 0,
+                };
+                if used >= max_uses {
+                    return Ok(Claim::UsedUp);
+                }
+                put_ttl(
+                    tokens,
+                    expiry,
+                    KIND_TOKEN,
+                    &id,
+                    &encode(&(used + 1)),
+                    expires_at,
+                    now,
+                )?;
+                Ok(Claim::Granted(used + 1))
+            })
+            .map_err(tx_error)?;
+        if matches!(claim, Claim::Granted(_)) {
+            self.durable().await?;
+        }
+        Ok(claim)
+    }
+
+    async fn put_bridge(
+        &self,
+        key: [u8; 32],
+        entry: &BridgeEntry,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let body = encode(entry);
+        let now = entry.created_at;
+        (&self.bridge, &self.expiry)
+            .transaction(|(bridge, expiry)| {
+                put_ttl(bridge, expiry, KIND_BRIDGE, &key, &body, expires_at, now)
+            })
+            .map_err(tx_error)?;
+        self.durable().await
+    }
+
+    async fn take_bridge(
+        &self,
+        key: [u8; 32],
+        now: i64,
+    ) -> Result<Option<BridgeEntry>, StoreError> {
+        let taken = (&self.bridge, &self.expiry)
+            .transaction(|(bridge, expiry)| {
+                let Some(v) = bridge.get(key)? else {
+                    return Ok(None);
+                };
+                let (exp, _, _) = open_envelope(&v).map_err(ConflictableTransactionError::Abort)?;
+                // An expired entry is removed too: the sweeper's work, done early.
+                let body = remove_ttl(bridge, expiry, KIND_BRIDGE, &key)?;
+                Ok(body.filter(|_| exp > now))
+            })
+            .map_err(tx_error)?;
+        let Some(body) = taken else { return Ok(None) };
+        self.durable().await?;
+        decode(&body).map(Some)
+    }
+
     async fn sweep(&self, now: i64) -> Result<usize, StoreError> {
         let mut removed = 0;
         loop {
@@ -364,14 +446,22 @@ impl Store for SledStore {
             if due.is_empty() {
                 break;
             }
-            let n = (&self.clients, &self.users, &self.expiry)
-                .transaction(|(clients, users, expiry)| {
+            let n = (
+                &self.clients,
+                &self.users,
+                &self.tokens,
+                &self.bridge,
+                &self.expiry,
+            )
+                .transaction(|(clients, users, tokens, bridge, expiry)| {
                     let mut n = 0;
                     for k in &due {
                         expiry.remove(k)?;
                         let tree = match k.get(8) {
                             Some(&KIND_CLIENT) => clients,
                             Some(&KIND_USER) => users,
+                            Some(&KIND_TOKEN) => tokens,
+                            Some(&KIND_BRIDGE) => bridge,
                             _ => continue,
                         };
                         let key = &k[9..];
