@@ -279,7 +279,14 @@ impl Config {
             concurrency_limit,
             max_message_bytes,
             drain_secs,
-            log_format
+            log_format,
+            handoff_param,
+            handoff_default_ttl_secs,
+            handoff_max_ttl_secs,
+            handoff_max_uses,
+            bridge_window_secs,
+            session_id_param,
+            session_id_param_referrers
         );
         if o.keys.is_some() {
             cfg.keys = o.keys.clone();
@@ -327,6 +334,27 @@ impl Config {
         }
         crate::cookie::AllowedDomains::new(self.allowed_domains.clone())
             .map_err(anyhow::Error::msg)?;
+        crate::cookie::AllowedDomains::new(self.session_id_param_referrers.clone())
+            .map_err(|e| anyhow::anyhow!("session_id_param_referrers: {e}"))?;
+        for (what, name) in [
+            ("handoff_param", &self.handoff_param),
+            ("session_id_param", &self.session_id_param),
+        ] {
+            if !crate::cookie::valid_cookie_name(name) {
+                bail!("{what} {name:?}: use 1 to 64 letters, digits, `_` or `-`");
+            }
+        }
+        if self.handoff_default_ttl_secs == 0
+            || self.handoff_default_ttl_secs > self.handoff_max_ttl_secs
+        {
+            bail!("handoff_default_ttl_secs must be at least 1 and at most handoff_max_ttl_secs");
+        }
+        if !(1..=255).contains(&self.handoff_max_uses) {
+            bail!(
+                "handoff_max_uses {}: must be 1 to 255",
+                self.handoff_max_uses
+            );
+        }
         Ok(())
     }
 
