@@ -242,7 +242,7 @@ async fn users_are_linked_looked_up_and_forgotten() {
                 context: Some(ctx("app.example.org", &cookie_header(&anonymous.cookies))),
                 user_id: "user-8812".into(),
                 email: email.into(),
-                ga_cookie: None,
+                ..Default::default()
             })
             .await
             .unwrap()
