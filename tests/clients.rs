@@ -110,7 +110,7 @@ async fn readme_walkthrough_runs_with_grpcurl() {
             "--keys",
             keys.to_str().unwrap(),
             "--allowed-domains",
-            "example.com",
+            "example.com,example.net",
         ],
     );
     let script = walkthrough().replace("localhost:50051", &server.addr);
@@ -137,6 +137,9 @@ async fn readme_walkthrough_runs_with_grpcurl() {
         "RESOLUTION_METHOD_NEW",
         "RESOLUTION_METHOD_COOKIE",
         "RESOLUTION_METHOD_USER_ID",
+        "RESOLUTION_METHOD_HANDOFF_TOKEN",
+        "REJECTION_REASON_REPLAYED",
+        "\"cleanUrl\": \"https://pay.example.net/checkout?cart=7\"",
         "Domain=example.com",
         "\"status\": \"SERVING\"",
         "context.host",
