@@ -20,6 +20,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where identities are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Embedded sled database in `data_dir`: one store per instance.
+    Sled,
+    /// Redis or Valkey at `redis_urls`: one store shared by every instance.
+    Redis,
+}
+
 /// Every setting of `sessionbridge serve`. Field docs are the reference the
 /// README repeats.
 #[derive(Clone, Debug, Deserialize)]
@@ -31,8 +41,22 @@ pub struct Config {
     /// Allow a non-loopback `listen` address without TLS. Plaintext gRPC on a
     /// shared network lets anyone mint and read identities.
     pub insecure_listen: bool,
-    /// Directory of the embedded store.
+    /// Which store: `sled` (embedded) or `redis` (shared).
+    pub store: StoreKind,
+    /// Directory of the embedded store (and of the development key).
     pub data_dir: PathBuf,
+    /// Redis URLs: one `redis://` or `rediss://` URL, or the seed nodes of
+    /// a cluster. Credentials go in the URL; prefer the file or the
+    /// environment to flags for them.
+    pub redis_urls: Vec<String>,
+    /// Talk to a Redis Cluster.
+    pub redis_cluster: bool,
+    /// Prefix of every Redis key.
+    pub redis_key_prefix: String,
+    /// A Redis command slower than this fails with UNAVAILABLE.
+    pub redis_timeout_ms: u64,
+    /// A connection attempt slower than this fails.
+    pub redis_connect_timeout_ms: u64,
     /// The key file shared by every sidecar of a deployment. Without one, a
     /// development key is generated in the data directory; cookies and
     /// tokens then work on this instance only.
@@ -95,7 +119,13 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:50051".parse().expect("valid address"),
             insecure_listen: false,
+            store: StoreKind::Sled,
             data_dir: PathBuf::from("sessionbridge-data"),
+            redis_urls: Vec::new(),
+            redis_cluster: false,
+            redis_key_prefix: "sessionbridge:".into(),
+            redis_timeout_ms: 500,
+            redis_connect_timeout_ms: 1000,
             keys: None,
             allowed_domains: Vec::new(),
             cookie_name: "_sbid".into(),
@@ -136,6 +166,29 @@ pub struct Overrides {
     /// Allow listening beyond loopback without TLS.
     #[arg(long, env = "SESSIONBRIDGE_INSECURE_LISTEN")]
     pub insecure_listen: Option<bool>,
+    /// `sled` (embedded, default) or `redis` (shared).
+    #[arg(long, env = "SESSIONBRIDGE_STORE", value_enum)]
+    pub store: Option<StoreKind>,
+    /// Redis URLs, comma-separated (several for a cluster's seed nodes).
+    #[arg(
+        long,
+        env = "SESSIONBRIDGE_REDIS_URLS",
+        value_delimiter = ',',
+        value_name = "URLS"
+    )]
+    pub redis_urls: Option<Vec<String>>,
+    /// Use Redis Cluster.
+    #[arg(long, env = "SESSIONBRIDGE_REDIS_CLUSTER")]
+    pub redis_cluster: Option<bool>,
+    /// Prefix of every Redis key [default: sessionbridge:].
+    #[arg(long, env = "SESSIONBRIDGE_REDIS_KEY_PREFIX")]
+    pub redis_key_prefix: Option<String>,
+    /// Redis command timeout, ms [default: 500].
+    #[arg(long, env = "SESSIONBRIDGE_REDIS_TIMEOUT_MS")]
+    pub redis_timeout_ms: Option<u64>,
+    /// Redis connection timeout, ms [default: 1000].
+    #[arg(long, env = "SESSIONBRIDGE_REDIS_CONNECT_TIMEOUT_MS")]
+    pub redis_connect_timeout_ms: Option<u64>,
     /// Directory of the embedded store [default: ./sessionbridge-data].
     #[arg(long, env = "SESSIONBRIDGE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -264,6 +317,12 @@ impl Config {
             o,
             listen,
             insecure_listen,
+            store,
+            redis_urls,
+            redis_cluster,
+            redis_key_prefix,
+            redis_timeout_ms,
+            redis_connect_timeout_ms,
             data_dir,
             allowed_domains,
             cookie_name,
@@ -349,6 +408,22 @@ impl Config {
         {
             bail!("handoff_default_ttl_secs must be at least 1 and at most handoff_max_ttl_secs");
         }
+        if self.store == StoreKind::Redis {
+            if self.redis_urls.is_empty() {
+                bail!("store = \"redis\" needs redis_urls (for example redis://127.0.0.1:6379)");
+            }
+            if self.redis_urls.len() > 1 && !self.redis_cluster {
+                bail!("redis_urls lists several URLs: set redis_cluster = true, or give one");
+            }
+            for u in &self.redis_urls {
+                if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                    bail!("redis_urls: {u:?} must start with redis:// or rediss://");
+                }
+            }
+            if self.redis_timeout_ms == 0 || self.redis_connect_timeout_ms == 0 {
+                bail!("redis_timeout_ms and redis_connect_timeout_ms must be at least 1");
+            }
+        }
         if !(1..=255).contains(&self.handoff_max_uses) {
             bail!(
                 "handoff_max_uses {}: must be 1 to 255",
@@ -356,6 +431,17 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The Redis connection settings.
+    pub fn redis(&self) -> crate::store::RedisSettings {
+        crate::store::RedisSettings {
+            urls: self.redis_urls.clone(),
+            cluster: self.redis_cluster,
+            key_prefix: self.redis_key_prefix.clone(),
+            response_timeout: std::time::Duration::from_millis(self.redis_timeout_ms),
+            connect_timeout: std::time::Duration::from_millis(self.redis_connect_timeout_ms),
+        }
     }
 
     /// Identity lifetime in seconds.

@@ -68,6 +68,8 @@ fn main() -> ExitCode {
 
 fn serve(overrides: Overrides) -> anyhow::Result<()> {
     let cfg = Config::load(&overrides)?;
+    // One TLS implementation for the process (rediss:// connections).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     init_logging(cfg.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

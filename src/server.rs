@@ -7,15 +7,16 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::api::Api;
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::keys::{self, Keyring};
 use crate::pb::session_bridge_service_server::SessionBridgeServiceServer;
 use crate::service::{now_unix, Service, Settings};
 use crate::shutdown::{self, Shutdown};
-use crate::store::{SledStore, Store};
+use crate::store::{RedisStore, SledStore, Store};
 
 /// The service name health checks answer for, besides the server as a whole ("").
 pub const SERVICE_NAME: &str = "sessionbridge.v1.SessionBridgeService";
@@ -51,22 +52,34 @@ pub async fn run(
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    match cfg.store {
+        StoreKind::Sled => {
+            let store = SledStore::open(
+                &cfg.data_dir,
+                cfg.durability,
+                Duration::from_millis(cfg.flush_interval_ms),
+            )
+            .context("cannot open the store")?;
+            serve(cfg, keys, listener, store, stop).await
+        }
+        StoreKind::Redis => {
+            let store = RedisStore::connect(&cfg.redis())
+                .await
+                .context("cannot reach the Redis store")?;
+            serve(cfg, keys, listener, store, stop).await
+        }
+    }
+}
+
+async fn serve<S: Store + Clone>(
+    cfg: Config,
+    keys: Arc<Keyring>,
+    listener: TcpListener,
+    store: S,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-        .await;
-
-    let store = SledStore::open(
-        &cfg.data_dir,
-        cfg.durability,
-        Duration::from_millis(cfg.flush_interval_ms),
-    )
-    .with_context(|| "cannot open the store")?;
     let service = Arc::new(Service::new(store, keys, Settings::from_config(&cfg)));
 
     let (trigger, shutdown) = shutdown::channel();
@@ -75,19 +88,18 @@ pub async fn run(
         Duration::from_secs(cfg.sweep_interval_secs.max(1)),
         shutdown.clone(),
     ));
+    // The store is open: SERVING from here, as long as it answers.
+    set_health(&health, true).await;
+    let watcher = tokio::spawn(health_loop(
+        Arc::clone(&service),
+        health.clone(),
+        shutdown.clone(),
+    ));
 
     let api = SessionBridgeServiceServer::new(Api::new(Arc::clone(&service)))
         .max_decoding_message_size(cfg.max_message_bytes);
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let limits = tower::ServiceBuilder::new()
         .load_shed()
@@ -95,11 +107,6 @@ pub async fn run(
             cfg.concurrency_limit,
         ))
         .into_inner();
-
-    health.set_service_status("", ServingStatus::Serving).await;
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
 
     let drain = Duration::from_secs(cfg.drain_secs);
     let health_on_stop = health.clone();
@@ -115,7 +122,7 @@ pub async fn run(
             serve_shutdown.wait().await;
         });
 
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), durability = ?cfg.durability, "serving");
+    tracing::info!(%addr, store = ?cfg.store, data_dir = %cfg.data_dir.display(), durability = ?cfg.durability, "serving");
     println!("sessionbridge listening on {addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -129,12 +136,8 @@ pub async fn run(
             drain_secs = drain.as_secs(),
             "stopping: reporting NOT_SERVING, then draining"
         );
-        health_on_stop
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        health_on_stop
-            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-            .await;
+        trigger.draining();
+        set_health(&health_on_stop, false).await;
         tokio::time::sleep(drain).await;
         trigger.fire();
     });
@@ -154,6 +157,7 @@ pub async fn run(
         }
     }
     sweeper.abort();
+    watcher.abort();
     service
         .store()
         .flush()
@@ -161,6 +165,57 @@ pub async fn run(
         .context("final store flush failed")?;
     tracing::info!("stopped; store flushed");
     Ok(())
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+async fn set_health(health: &HealthReporter, serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    health.set_service_status("", status).await;
+    health.set_service_status(SERVICE_NAME, status).await;
+}
+
+/// Checks the store every second and reports it in the health service: a
+/// sidecar whose shared store is down is NOT_SERVING until it answers again.
+async fn health_loop<S: Store>(
+    service: Arc<Service<S>>,
+    health: HealthReporter,
+    mut shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {},
+            _ = shutdown.wait() => return,
+        }
+        if shutdown.is_draining() {
+            return;
+        }
+        let ok = tokio::time::timeout(Duration::from_secs(1), service.store().ping())
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false);
+        if ok != serving {
+            if ok {
+                tracing::info!("store answers again: SERVING");
+            } else {
+                tracing::warn!("store does not answer: NOT_SERVING");
+            }
+            serving = ok;
+            set_health(&health, ok).await;
+        }
+    }
 }
 
 /// Removes expired records every `every` until shutdown.

@@ -2,8 +2,10 @@
 //! how. Every record carries an expiry time and is invisible once past it,
 //! whether or not a sweeper has removed it yet.
 
+mod redis;
 mod sled;
 
+pub use self::redis::{RedisSettings, RedisStore};
 pub use self::sled::{Durability, SledStore};
 
 use std::future::Future;
@@ -147,4 +149,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes every acknowledged write durable (called at shutdown).
     fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether the store answers; the health check reports it.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
