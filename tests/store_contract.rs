@@ -1,0 +1,189 @@
+//! One contract, two engines: the same checks run unchanged against the
+//! embedded sled store and against a real Redis.
+
+mod common;
+
+use std::time::Duration;
+
+use sessionbridge::identity::{ClientId, SessionPolicy};
+use sessionbridge::privacy::UserKey;
+use sessionbridge::service::now_unix;
+use sessionbridge::store::{
+    BridgeEntry, Claim, ClientRecord, ClientWrite, Durability, RedisSettings, RedisStore,
+    SledStore, Store,
+};
+
+fn record(random: u32, now: i64, user_keys: Vec<UserKey>) -> ClientRecord {
+    let mut identity =
+        SessionPolicy::default().new_identity(ClientId::from_parts(random, 1_700_000_000), now);
+    identity.user_id = (!user_keys.is_empty()).then(|| "u".to_string());
+    ClientRecord {
+        identity,
+        user_keys,
+    }
+}
+
+async fn put<S: Store>(s: &S, rec: &ClientRecord, link: &[UserKey], ttl: i64, history: usize) {
+    s.put_client(ClientWrite {
+        record: rec,
+        link,
+        expires_at: rec.identity.last_seen + ttl,
+        history,
+    })
+    .await
+    .unwrap();
+}
+
+/// Every rule of the contract, in order.
+async fn contract<S: Store + Clone>(s: S) {
+    let now = now_unix();
+    let alice = UserKey([1; 32]);
+    let alice_email = UserKey([2; 32]);
+
+    // Absent, then written and read back whole.
+    let a = record(11, now, vec![alice, alice_email]);
+    assert_eq!(s.get_client(a.identity.client_id, now).await.unwrap(), None);
+    put(&s, &a, &[alice, alice_email], 3600, 2).await;
+    assert_eq!(
+        s.get_client(a.identity.client_id, now).await.unwrap(),
+        Some(a.clone())
+    );
+
+    // The user index: newest first, bounded, no duplicates.
+    for (i, r) in [12u32, 13].into_iter().enumerate() {
+        let rec = record(r, now + 1 + i as i64, vec![alice]);
+        put(&s, &rec, &[alice], 3600, 2).await;
+    }
+    let ids: Vec<u32> = s
+        .lookup_user(alice, now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.client_id.random())
+        .collect();
+    assert_eq!(ids, [13, 12], "history of 2, newest first");
+    let relinked = record(12, now + 5, vec![alice]);
+    put(&s, &relinked, &[alice], 3600, 2).await;
+    let entries = s.lookup_user(alice, now).await.unwrap();
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| e.client_id.random())
+            .collect::<Vec<_>>(),
+        [12, 13]
+    );
+    assert_eq!(entries[0].linked_at, now + 5);
+    assert!(s
+        .lookup_user(UserKey([9; 32]), now)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Erasure: the index, its clients, and the other indexes they name.
+    let erased = s.forget_user(alice_email).await.unwrap();
+    assert!(erased.found);
+    assert_eq!(erased.clients, 1);
+    assert_eq!(s.get_client(a.identity.client_id, now).await.unwrap(), None);
+    assert!(s.lookup_user(alice_email, now).await.unwrap().is_empty());
+    assert!(
+        s.lookup_user(alice, now).await.unwrap().is_empty(),
+        "the user id index named the same person"
+    );
+    assert!(!s.forget_user(alice_email).await.unwrap().found);
+
+    // Token uses: exactly max_uses grants.
+    let t = [7u8; 16];
+    assert_eq!(
+        s.claim_token(t, 2, now + 60, now).await.unwrap(),
+        Claim::Granted(1)
+    );
+    assert_eq!(
+        s.claim_token(t, 2, now + 60, now).await.unwrap(),
+        Claim::Granted(2)
+    );
+    assert_eq!(
+        s.claim_token(t, 2, now + 60, now).await.unwrap(),
+        Claim::UsedUp
+    );
+    let race = [8u8; 16];
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim_token(race, 1, now + 60, now).await.unwrap() })
+        })
+        .collect();
+    let mut granted = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), Claim::Granted(_)) {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 1, "50 concurrent claims of a single-use token");
+
+    // The bridge: one entry matches once.
+    let entry = BridgeEntry {
+        identity: a.identity.clone(),
+        destinations: vec!["shop.example".into()],
+        created_at: now,
+        with_network: true,
+    };
+    s.put_bridge([3; 32], &entry, now + 60).await.unwrap();
+    assert_eq!(
+        s.take_bridge([3; 32], now).await.unwrap(),
+        Some(entry.clone())
+    );
+    assert_eq!(s.take_bridge([3; 32], now).await.unwrap(), None);
+
+    // Expiry: every kind of record disappears on time.
+    let short = record(21, now, vec![]);
+    put(&s, &short, &[UserKey([4; 32])], 1, 5).await;
+    s.put_bridge([5; 32], &entry, now + 1).await.unwrap();
+    s.claim_token([6; 16], 1, now + 1, now).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let later = now_unix();
+    s.sweep(later).await.unwrap();
+    assert_eq!(
+        s.get_client(short.identity.client_id, later).await.unwrap(),
+        None
+    );
+    assert!(s
+        .lookup_user(UserKey([4; 32]), later)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.take_bridge([5; 32], later).await.unwrap(), None);
+    assert_eq!(
+        s.claim_token([6; 16], 1, later + 60, later).await.unwrap(),
+        Claim::Granted(1),
+        "an expired counter starts over (the token itself has expired by then)"
+    );
+    s.ping().await.unwrap();
+    s.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn sled_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path(), Durability::Sync, Duration::from_millis(100)).unwrap();
+    contract(s).await;
+}
+
+#[tokio::test]
+async fn redis_meets_the_contract() {
+    let redis = common::Redis::start();
+    let s = RedisStore::connect(&RedisSettings {
+        urls: vec![redis.url()],
+        cluster: false,
+        key_prefix: "contract:".into(),
+        response_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(1000),
+    })
+    .await
+    .unwrap();
+    contract(s).await;
+    // Native expiry on every key: none is left without a TTL.
+    for key in redis.cli(&["--scan", "--pattern", "contract:*"]).lines() {
+        let ttl: i64 = redis.cli(&["TTL", key]).trim().parse().unwrap();
+        assert!(ttl > 0, "{key} has no expiry ({ttl})");
+    }
+}
