@@ -187,3 +187,18 @@ async fn redis_meets_the_contract() {
         assert!(ttl > 0, "{key} has no expiry ({ttl})");
     }
 }
+
+#[tokio::test]
+async fn redis_cluster_meets_the_contract() {
+    let cluster = common::RedisCluster::start();
+    let s = RedisStore::connect(&RedisSettings {
+        urls: cluster.urls(),
+        cluster: true,
+        key_prefix: "contract:".into(),
+        response_timeout: Duration::from_millis(1000),
+        connect_timeout: Duration::from_millis(1000),
+    })
+    .await
+    .unwrap();
+    contract(s).await;
+}

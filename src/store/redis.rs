@@ -206,18 +206,14 @@ impl Store for RedisStore {
     async fn put_client(&self, w: ClientWrite<'_>) -> Result<(), StoreError> {
         let id = w.record.identity.client_id;
         let now = w.record.identity.last_seen;
-        let mut p = redis::pipe();
-        if !self.cluster() {
-            p.atomic();
-        }
-        p.cmd("SET")
-            .arg(self.client_key(id))
+        let keep = w.history.max(1) as i64;
+        let mut set = redis::cmd("SET");
+        set.arg(self.client_key(id))
             .arg(serde_json::to_vec(w.record).expect("records serialize"))
             .arg("EXAT")
-            .arg(w.expires_at)
-            .ignore();
-        let keep = w.history.max(1) as i64;
-        for user in w.link {
+            .arg(w.expires_at);
+        // The three commands that maintain one user index.
+        let link = |p: &mut Pipeline, user: &UserKey| {
             let key = self.user_key(user);
             p.cmd("ZADD")
                 .arg(&key)
@@ -230,11 +226,26 @@ impl Store for RedisStore {
                 .arg(-(keep + 1))
                 .ignore();
             p.cmd("EXPIREAT").arg(&key).arg(w.expires_at).ignore();
+        };
+        let mut conn = self.conn.clone();
+        if self.cluster() {
+            // Keys live in different slots: the record first, then each
+            // index in a transaction of its own.
+            let _: () = set.query_async(&mut conn).await.map_err(unavailable)?;
+            for user in w.link {
+                let mut p = redis::pipe();
+                p.atomic();
+                link(&mut p, user);
+                let _: () = p.query_async(&mut conn).await.map_err(unavailable)?;
+            }
+        } else {
+            let mut p = redis::pipe();
+            p.atomic().add_command(set).ignore();
+            for user in w.link {
+                link(&mut p, user);
+            }
+            let _: () = p.query_async(&mut conn).await.map_err(unavailable)?;
         }
-        let _: () = p
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
         Ok(())
     }
 

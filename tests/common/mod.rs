@@ -266,3 +266,103 @@ impl Drop for Redis {
         self.kill();
     }
 }
+
+/// A three-node Redis Cluster on loopback (no replicas, no persistence).
+pub struct RedisCluster {
+    nodes: Vec<Child>,
+    _dir: tempfile::TempDir,
+    pub ports: Vec<u16>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for p in &ports {
+            let conf = dir.path().join(format!("nodes-{p}.conf"));
+            nodes.push(
+                Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &p.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                    .arg(&conf)
+                    .current_dir(dir.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server"),
+            );
+        }
+        let mut cluster = RedisCluster {
+            nodes,
+            _dir: dir,
+            ports,
+        };
+        for p in &cluster.ports {
+            for _ in 0..100 {
+                if redis_answers(*p) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let addrs: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for _ in 0..200 {
+            let ok = cluster.ports.iter().all(|p| {
+                Command::new("redis-cli")
+                    .args(["-p", &p.to_string(), "CLUSTER", "INFO"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+                    .unwrap_or(false)
+            });
+            if ok {
+                return cluster;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for n in &mut cluster.nodes {
+            let _ = n.kill();
+        }
+        panic!("the cluster did not reach cluster_state:ok");
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            let _ = n.kill();
+            let _ = n.wait();
+        }
+    }
+}
