@@ -422,6 +422,15 @@ impl<S: Store> Service<S> {
         let mut best: Option<Identity> = None;
         for v in values {
             match cookie::open_identity(&self.keys, &scopes, &self.settings.cookie_name, v) {
+                // The cookie's own Max-Age ends its life in the browser; a
+                // value replayed from elsewhere after that is refused too.
+                Ok(id) if now - id.last_seen > self.settings.identity_ttl_secs => {
+                    rejected.push(Rejected::new(
+                        Method::Cookie,
+                        Rejection::Expired,
+                        "identity cookie is older than identity_ttl_days",
+                    ))
+                }
                 Ok(id) => {
                     if best.as_ref().is_none_or(|b| id.last_seen > b.last_seen) {
                         best = Some(id);
