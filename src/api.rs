@@ -169,6 +169,7 @@ fn method(m: Method) -> pb::ResolutionMethod {
         Method::UserId => P::UserId,
         Method::ReferrerBridge => P::ReferrerBridge,
         Method::SessionIdParameter => P::SessionIdParameter,
+        Method::GaCookie => P::GaCookie,
         Method::New => P::New,
         Method::NoConsent => P::NoConsent,
     }

@@ -123,18 +123,20 @@ impl AllowedDomains {
 /// may hold several (a host-only and a domain cookie of the same name); pairs
 /// that do not parse are skipped, as browsers skip them.
 pub fn values_named<'a>(header: &'a str, name: &str) -> Vec<&'a str> {
-    header
-        .split(';')
-        .filter_map(|pair| {
-            let c = cookie::Cookie::parse(pair.trim()).ok()?;
-            if c.name() == name {
-                let (_, v) = pair.trim().split_once('=')?;
-                Some(v.trim().trim_matches('"'))
-            } else {
-                None
-            }
-        })
+    pairs(header)
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v)
         .collect()
+}
+
+/// Every `(name, value)` pair of a raw Cookie header that parses.
+pub fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    header.split(';').filter_map(|pair| {
+        let pair = pair.trim();
+        cookie::Cookie::parse(pair).ok()?;
+        let (name, value) = pair.split_once('=')?;
+        Some((name.trim(), value.trim().trim_matches('"')))
+    })
 }
 
 fn mac(key: &crate::keys::Key, scope: &str, cookie_name: &str, payload: &str) -> Hmac<Sha256> {

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod config;
 pub mod context;
 pub mod cookie;
+pub mod ga;
 pub mod identity;
 pub mod keys;
 pub mod pb;

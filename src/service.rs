@@ -13,7 +13,7 @@ use crate::keys::Keyring;
 use crate::privacy::{self, UserKey, UserRef};
 use crate::store::{BridgeEntry, Claim, ClientRecord, ClientWrite, Erased, Store, StoreError};
 use crate::token::{self, Claims};
-use crate::{identity::Rejection, query};
+use crate::{ga, identity::Rejection, query};
 use url::Url;
 
 /// Why a call failed, in terms the API layer maps to status codes.
@@ -277,6 +277,7 @@ impl<S: Store> Service<S> {
                 Method::HandoffToken => self.token_evidence(&input, now, &mut rejected).await?,
                 Method::UserId => self.user_evidence(&input.user, now).await?,
                 Method::ReferrerBridge => self.bridge_evidence(&input.ctx, now).await?,
+                Method::GaCookie => self.ga_evidence(&input.ctx, now, &mut rejected).await?,
                 Method::SessionIdParameter => {
                     self.session_param_evidence(&input.ctx, now, &mut rejected)
                         .await?
@@ -668,6 +669,75 @@ impl<S: Store> Service<S> {
             identity,
             method: Method::SessionIdParameter,
             confidence: 0.5,
+            record,
+            consent: Consent::Granted,
+        }))
+    }
+
+    /// GA4's own cookies: `_ga` gives the client id; the freshest valid
+    /// `_ga_<container>` gives the session, continued when its last hit is
+    /// within the inactivity timeout (the touch that follows decides).
+    async fn ga_evidence(
+        &self,
+        ctx: &RequestContext,
+        now: i64,
+        rejected: &mut Vec<Rejected>,
+    ) -> Result<Option<Found>, ServiceError> {
+        let mut client = None;
+        for v in cookie::values_named(&ctx.cookie_header, "_ga") {
+            match ga::parse_client_id(v, now) {
+                Ok(id) => {
+                    client = Some(id);
+                    break;
+                }
+                Err(e) => rejected.push(Rejected::new(
+                    Method::GaCookie,
+                    Rejection::Malformed,
+                    format!("_ga: {e}"),
+                )),
+            }
+        }
+        let Some(client_id) = client else {
+            return Ok(None);
+        };
+        let mut session: Option<ga::GaSession> = None;
+        for (name, value) in cookie::pairs(&ctx.cookie_header) {
+            if !ga::is_session_cookie(name) {
+                continue;
+            }
+            match ga::parse_session(value, now) {
+                Ok(s) if session.is_none_or(|b| s.last_hit > b.last_hit) => session = Some(s),
+                Ok(_) => {}
+                Err(e) => rejected.push(Rejected::new(
+                    Method::GaCookie,
+                    Rejection::Malformed,
+                    format!("{name}: {e}"),
+                )),
+            }
+        }
+        let identity = match session {
+            Some(s) => Identity {
+                client_id,
+                session_id: s.session_id,
+                session_number: s.session_number,
+                user_id: None,
+                last_seen: s.last_hit,
+            },
+            // No session cookie: the next hit starts session 1 of the
+            // adopted client.
+            None => Identity {
+                client_id,
+                session_id: 0,
+                session_number: 0,
+                user_id: None,
+                last_seen: i64::MIN / 2,
+            },
+        };
+        let (identity, record) = self.with_record(identity, now).await?;
+        Ok(Some(Found {
+            identity,
+            method: Method::GaCookie,
+            confidence: 0.9,
             record,
             consent: Consent::Granted,
         }))

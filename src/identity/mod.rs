@@ -49,6 +49,9 @@ pub enum Method {
     ReferrerBridge,
     /// A raw `session_id` parameter from an allow-listed referrer (opt-in).
     SessionIdParameter,
+    /// The GA4 `_ga` cookie (and `_ga_<container>` session) the site's
+    /// gtag.js already set, adopted so GA4 history is not reset.
+    GaCookie,
     /// Nothing usable: a new identity.
     New,
     /// Consent denied: an ephemeral identity, never stored.
@@ -63,16 +66,22 @@ pub enum Method {
 /// domain sealed), then the user's own login, then the heuristic bridge,
 /// then the opt-in raw parameter; when all are absent or rejected, a new
 /// identity is minted.
+///
+/// GA4's own cookie comes after the user link and before the heuristics: a
+/// visitor this site's gtag.js already knows keeps that client id rather
+/// than being re-identified by a guess.
 pub const PRECEDENCE: &[Method] = &[
     Method::Cookie,
     Method::HandoffToken,
     Method::UserId,
+    Method::GaCookie,
     Method::ReferrerBridge,
     Method::SessionIdParameter,
 ];
 
-/// What MintCookie looks at: the own cookie only (refresh it, or mint).
-pub const MINT_ONLY: &[Method] = &[Method::Cookie];
+/// What MintCookie looks at: the own cookie (refresh it), else the GA4
+/// cookie (adopt it), else a new identity.
+pub const MINT_ONLY: &[Method] = &[Method::Cookie, Method::GaCookie];
 
 /// Why a piece of evidence was not used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
