@@ -170,6 +170,7 @@ fn method(m: Method) -> pb::ResolutionMethod {
         Method::ReferrerBridge => P::ReferrerBridge,
         Method::SessionIdParameter => P::SessionIdParameter,
         Method::GaCookie => P::GaCookie,
+        Method::GaLinker => P::GaLinker,
         Method::New => P::New,
         Method::NoConsent => P::NoConsent,
     }
@@ -294,6 +295,7 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
                 ttl_secs: req.ttl_seconds,
                 max_uses: req.max_uses,
                 bind_user_agent: req.bind_user_agent,
+                ga_linker_tz: req.ga_linker_timezone_offset,
             })
             .await?;
         Ok(Response::new(pb::RecordHandoffResponse {

@@ -203,3 +203,220 @@ mod tests {
         );
     }
 }
+
+/// The GA4 cross-domain linker parameter, `_gl`, as gtag.js writes it:
+/// `1*<checksum>*<key>*<value>*…`, values base64 with `=` written as `.`,
+/// checksum = base36(CRC32 of `<User-Agent>*<time-zone offset>*<language>*
+/// <minute since epoch>*<key>*<value>*…`). gtag.js accepts the current
+/// minute and the one before. The time-zone offset (JavaScript's
+/// `getTimezoneOffset()`, minutes) is not in any header, so every real
+/// offset is tried.
+pub mod linker {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
+
+    use super::{parse_client_id, parse_session, GaSession};
+    use crate::identity::ClientId;
+
+    /// What a valid `_gl` carried.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Linked {
+        pub client_id: ClientId,
+        pub session: Option<GaSession>,
+    }
+
+    /// Why a `_gl` value was refused.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+    pub enum LinkerError {
+        #[error("_gl is not `1*<checksum>*<key>*<value>...`")]
+        Malformed,
+        #[error("_gl checksum matches this browser at no time-zone offset in the current or previous minute (an old link, or another browser)")]
+        Checksum,
+        #[error("_gl carries no valid _ga client id")]
+        NoClientId,
+    }
+
+    /// Time-zone offsets in use on Earth, in JavaScript's sign convention:
+    /// from UTC+14 (-840) to UTC-12 (+720), in quarter hours.
+    fn offsets() -> impl Iterator<Item = i32> {
+        (-840..=720).step_by(15)
+    }
+
+    fn base36(mut n: u32) -> String {
+        const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let mut out = Vec::new();
+        loop {
+            out.push(DIGITS[(n % 36) as usize]);
+            n /= 36;
+            if n == 0 {
+                break;
+            }
+        }
+        out.reverse();
+        String::from_utf8(out).expect("ASCII digits")
+    }
+
+    /// The checksum gtag.js computes for these inputs.
+    pub fn checksum(
+        user_agent: &str,
+        tz_offset: i32,
+        language: &str,
+        minute: i64,
+        serialized: &str,
+    ) -> String {
+        let mut h = crc32fast::Hasher::new();
+        h.update(format!("{user_agent}*{tz_offset}*{language}*{minute}*{serialized}").as_bytes());
+        base36(h.finalize())
+    }
+
+    /// The first language of an Accept-Language header, as
+    /// `navigator.language` reports it.
+    pub fn primary_language(accept_language: &str) -> &str {
+        accept_language
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+    }
+
+    fn encode_value(v: &str) -> String {
+        B64.encode(v).replace('=', ".")
+    }
+
+    fn decode_value(v: &str) -> Option<String> {
+        String::from_utf8(B64.decode(v.replace('.', "=")).ok()?).ok()
+    }
+
+    /// Writes a `_gl` value for this browser and minute.
+    pub fn write(
+        client_id: &ClientId,
+        user_agent: &str,
+        tz_offset: i32,
+        language: &str,
+        now: i64,
+    ) -> String {
+        let serialized = format!("_ga*{}", encode_value(&client_id.to_string()));
+        let sum = checksum(
+            user_agent,
+            tz_offset,
+            language,
+            now.div_euclid(60),
+            &serialized,
+        );
+        format!("1*{sum}*{serialized}")
+    }
+
+    /// Reads and verifies a `_gl` value against this request's browser.
+    pub fn read(
+        value: &str,
+        user_agent: &str,
+        language: &str,
+        now: i64,
+    ) -> Result<Linked, LinkerError> {
+        if value.len() > 2048 {
+            return Err(LinkerError::Malformed);
+        }
+        let parts: Vec<&str> = value.split('*').collect();
+        if parts.len() < 4 || parts.len() % 2 != 0 || parts[0] != "1" {
+            return Err(LinkerError::Malformed);
+        }
+        let sum = parts[1];
+        if sum.is_empty()
+            || sum.len() > 7
+            || !sum
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        {
+            return Err(LinkerError::Malformed);
+        }
+        let serialized = parts[2..].join("*");
+        let minute = now.div_euclid(60);
+        let valid = [minute, minute - 1].iter().any(|&m| {
+            offsets().any(|tz| checksum(user_agent, tz, language, m, &serialized) == sum)
+        });
+        if !valid {
+            return Err(LinkerError::Checksum);
+        }
+        let mut client_id = None;
+        let mut session: Option<GaSession> = None;
+        for pair in parts[2..].chunks_exact(2) {
+            let Some(v) = decode_value(pair[1]) else {
+                continue;
+            };
+            if pair[0] == "_ga" {
+                client_id = parse_client_id(&format!("GA1.1.{v}"), now).ok();
+            } else if super::is_session_cookie(pair[0]) {
+                let full = if v.starts_with('s') {
+                    format!("GS2.1.{v}")
+                } else {
+                    format!("GS1.1.{v}")
+                };
+                if let Ok(s) = parse_session(&full, now) {
+                    if session.is_none_or(|b| s.last_hit > b.last_hit) {
+                        session = Some(s);
+                    }
+                }
+            }
+        }
+        Ok(Linked {
+            client_id: client_id.ok_or(LinkerError::NoClientId)?,
+            session,
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn round_trip_and_expiry() {
+            let id: ClientId = "1360384851.1661821242".parse().unwrap();
+            let ua = "Mozilla/5.0 (X11; Linux x86_64)";
+            let now = 1_795_000_030;
+            let gl = write(&id, ua, -120, "de-DE", now);
+            assert!(
+                gl.starts_with("1*") && gl.ends_with("*_ga*MTM2MDM4NDg1MS4xNjYxODIxMjQy"),
+                "{gl}"
+            );
+            assert_eq!(read(&gl, ua, "de-DE", now).unwrap().client_id, id);
+            assert_eq!(
+                read(&gl, ua, "de-DE", now + 60).unwrap().client_id,
+                id,
+                "the next minute"
+            );
+            assert_eq!(
+                read(&gl, ua, "de-DE", now + 120),
+                Err(LinkerError::Checksum),
+                "too old"
+            );
+            assert_eq!(
+                read(&gl, "curl/8", "de-DE", now),
+                Err(LinkerError::Checksum),
+                "another browser"
+            );
+            assert_eq!(
+                read(&gl, ua, "en-US", now),
+                Err(LinkerError::Checksum),
+                "another language"
+            );
+            for bad in ["", "1*abc", "2*abc*_ga*x", "1*ABC*_ga*x", "1*abc*_ga"] {
+                assert_eq!(
+                    read(bad, ua, "de-DE", now),
+                    Err(LinkerError::Malformed),
+                    "{bad:?}"
+                );
+            }
+        }
+
+        #[test]
+        fn base36_matches_javascript() {
+            // (4294967295).toString(36) and (0).toString(36) in JavaScript.
+            assert_eq!(base36(u32::MAX), "1z141z3");
+            assert_eq!(base36(0), "0");
+            assert_eq!(primary_language("en-GB,en;q=0.9"), "en-GB");
+        }
+    }
+}

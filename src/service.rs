@@ -123,6 +123,8 @@ pub struct HandoffInput {
     /// 0 for one use.
     pub max_uses: u32,
     pub bind_user_agent: bool,
+    /// The visitor's time-zone offset, to also write a `_gl` parameter.
+    pub ga_linker_tz: Option<i32>,
 }
 
 /// The answer to a RecordHandoff call.
@@ -278,6 +280,7 @@ impl<S: Store> Service<S> {
                 Method::UserId => self.user_evidence(&input.user, now).await?,
                 Method::ReferrerBridge => self.bridge_evidence(&input.ctx, now).await?,
                 Method::GaCookie => self.ga_evidence(&input.ctx, now, &mut rejected).await?,
+                Method::GaLinker => self.linker_evidence(&input.ctx, now, &mut rejected).await?,
                 Method::SessionIdParameter => {
                     self.session_param_evidence(&input.ctx, now, &mut rejected)
                         .await?
@@ -360,7 +363,7 @@ impl<S: Store> Service<S> {
     /// The request URL without hand-off parameters, when it had any.
     fn clean_url(&self, ctx: &RequestContext) -> Option<String> {
         let url = ctx.url.as_ref()?;
-        let mut names = vec![self.settings.handoff_param.as_str()];
+        let mut names = vec![self.settings.handoff_param.as_str(), "_gl"];
         if !self.settings.session_id_referrers.is_open() {
             names.push(self.settings.session_id_param.as_str());
         }
@@ -674,6 +677,41 @@ impl<S: Store> Service<S> {
         }))
     }
 
+    /// GA4's `_gl` linker: the client id (and session) another site's
+    /// gtag.js put in the link, accepted only when its checksum matches this
+    /// browser in the current or previous minute, as gtag.js itself checks.
+    async fn linker_evidence(
+        &self,
+        ctx: &RequestContext,
+        now: i64,
+        rejected: &mut Vec<Rejected>,
+    ) -> Result<Option<Found>, ServiceError> {
+        let Some(value) = ctx.url.as_ref().and_then(|u| query::param(u, "_gl")) else {
+            return Ok(None);
+        };
+        let language = ga::linker::primary_language(&ctx.accept_language);
+        let linked = match ga::linker::read(&value, &ctx.user_agent, language, now) {
+            Ok(l) => l,
+            Err(e) => {
+                let reason = match e {
+                    ga::linker::LinkerError::Checksum => Rejection::FingerprintMismatch,
+                    _ => Rejection::Malformed,
+                };
+                rejected.push(Rejected::new(Method::GaLinker, reason, e.to_string()));
+                return Ok(None);
+            }
+        };
+        let identity = ga_identity(linked.client_id, linked.session);
+        let (identity, record) = self.with_record(identity, now).await?;
+        Ok(Some(Found {
+            identity,
+            method: Method::GaLinker,
+            confidence: 0.8,
+            record,
+            consent: Consent::Granted,
+        }))
+    }
+
     /// GA4's own cookies: `_ga` gives the client id; the freshest valid
     /// `_ga_<container>` gives the session, continued when its last hit is
     /// within the inactivity timeout (the touch that follows decides).
@@ -715,24 +753,7 @@ impl<S: Store> Service<S> {
                 )),
             }
         }
-        let identity = match session {
-            Some(s) => Identity {
-                client_id,
-                session_id: s.session_id,
-                session_number: s.session_number,
-                user_id: None,
-                last_seen: s.last_hit,
-            },
-            // No session cookie: the next hit starts session 1 of the
-            // adopted client.
-            None => Identity {
-                client_id,
-                session_id: 0,
-                session_number: 0,
-                user_id: None,
-                last_seen: i64::MIN / 2,
-            },
-        };
+        let identity = ga_identity(client_id, session);
         let (identity, record) = self.with_record(identity, now).await?;
         Ok(Some(Found {
             identity,
@@ -799,6 +820,15 @@ impl<S: Store> Service<S> {
                 )),
             }
         }
+        if input
+            .ga_linker_tz
+            .is_some_and(|tz| !(-840..=720).contains(&tz))
+        {
+            bad.push(FieldViolation::new(
+                "ga_linker_timezone_offset",
+                "must be a time-zone offset in minutes, -840 to 720",
+            ));
+        }
         if !bad.is_empty() {
             return Err(ServiceError::Invalid(bad));
         }
@@ -829,7 +859,18 @@ impl<S: Store> Service<S> {
                 .collect(),
         };
         let sealed = token::seal(&self.keys, &claims);
-        let decorated = query::with(&input.destination, &s.handoff_param, &sealed);
+        let mut decorated = query::with(&input.destination, &s.handoff_param, &sealed);
+        if let (Some(tz), Consent::Granted) = (input.ga_linker_tz, consent) {
+            let language = ga::linker::primary_language(&ctx.accept_language);
+            let gl = ga::linker::write(
+                &source.identity.client_id,
+                &ctx.user_agent,
+                tz,
+                language,
+                now,
+            );
+            decorated = query::with(&decorated, "_gl", &gl);
+        }
 
         if consent == Consent::Granted && s.bridge_window_secs > 0 && !ctx.user_agent.is_empty() {
             let source_site = site_of(&ctx.host);
@@ -935,6 +976,28 @@ impl<S: Store> Service<S> {
     /// ForgetUser: erase the user's index and every identity it lists.
     pub async fn forget(&self, key: UserKey) -> Result<Erased, ServiceError> {
         Ok(self.store.forget_user(key).await?)
+    }
+}
+
+/// An identity from GA4's ids: the session when one was given (the touch
+/// that follows continues or renews it), else a client whose first session
+/// starts with this hit.
+fn ga_identity(client_id: ClientId, session: Option<ga::GaSession>) -> Identity {
+    match session {
+        Some(s) => Identity {
+            client_id,
+            session_id: s.session_id,
+            session_number: s.session_number,
+            user_id: None,
+            last_seen: s.last_hit,
+        },
+        None => Identity {
+            client_id,
+            session_id: 0,
+            session_number: 0,
+            user_id: None,
+            last_seen: i64::MIN / 2,
+        },
     }
 }
 

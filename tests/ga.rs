@@ -127,3 +127,125 @@ async fn existing_ga_cookies_are_adopted_not_reset() {
     assert_eq!(r.identity.unwrap().client_id, "88.1661821242");
     assert_eq!(r.rejected.len(), 1);
 }
+
+/// A `_gl` written by an independent JavaScript implementation of the
+/// browser algorithm (Node), for a browser in UTC-5 speaking en-US, is read
+/// by the service from the User-Agent and Accept-Language alone.
+#[tokio::test]
+async fn a_gl_link_from_the_browser_algorithm_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let mut c = server.client().await;
+    let ua =
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/140.0 Safari/537.36";
+    let now = now_unix();
+    let session = format!("GS2.1.s{}$o5$g1$t{}$j0$l0$h0", now - 300, now - 20);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/gl.js");
+    let out = std::process::Command::new("node")
+        .args([
+            script,
+            ua,
+            "300",
+            "en-US",
+            "GA1.1.555000111.1661821242",
+            "_ga_TEST42",
+            &session,
+        ])
+        .output()
+        .expect("node (Node.js 20) is needed for this test");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gl = String::from_utf8(out.stdout).unwrap();
+
+    let request = |user_agent: &str| {
+        let mut x = ctx("checkout.partner.example", "");
+        x.url = format!("https://checkout.partner.example/pay?item=3&_gl={gl}");
+        x.user_agent = user_agent.into();
+        x.accept_language = "en-US,en;q=0.9,de;q=0.5".into();
+        pb::ResolveSessionRequest {
+            context: Some(x),
+            ..Default::default()
+        }
+    };
+    let r = c.resolve_session(request(ua)).await.unwrap().into_inner();
+    assert_eq!(r.method(), ResolutionMethod::GaLinker, "{:?}", r.rejected);
+    let id = r.identity.unwrap();
+    assert_eq!(id.client_id, "555000111.1661821242");
+    assert_eq!((id.session_id, id.session_number), (now - 300, 5));
+    assert_eq!(r.clean_url, "https://checkout.partner.example/pay?item=3");
+
+    // The same link in another browser is refused, as gtag.js refuses it.
+    let r = c
+        .resolve_session(request("Mozilla/5.0 (Macintosh) Safari/605"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.method(), ResolutionMethod::New);
+    assert_eq!(r.rejected[0].source(), ResolutionMethod::GaLinker);
+    assert_eq!(r.rejected[0].reason(), RejectionReason::FingerprintMismatch);
+}
+
+/// RecordHandoff writes a `_gl` next to the sealed token; a destination
+/// reads it even when the token is gone (a sidecar that does not hold the
+/// key, or a redirect that kept only `_gl`).
+#[tokio::test]
+async fn record_handoff_writes_a_gl_the_destination_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Server::start(&dir.path().join("a"), &[]);
+    let b = Server::start(&dir.path().join("b"), &[]);
+    let mut source = ctx("www.brand.example", "");
+    source.accept_language = "fr-CA,fr;q=0.8".into();
+    let h = a
+        .client()
+        .await
+        .record_handoff(pb::RecordHandoffRequest {
+            context: Some(source.clone()),
+            destination_url: "https://shop.partner.example/p?x=1".into(),
+            ga_linker_timezone_offset: Some(240),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(h.decorated_url.contains("&_gl=1*"), "{}", h.decorated_url);
+    // b has its own development key: the token does not open there, _gl does.
+    let mut arrive = ctx("shop.partner.example", "");
+    arrive.url = h.decorated_url.clone();
+    arrive.user_agent = source.user_agent.clone();
+    arrive.accept_language = "fr-CA,fr;q=0.8".into();
+    let r = b
+        .client()
+        .await
+        .resolve_session(pb::ResolveSessionRequest {
+            context: Some(arrive),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.method(), ResolutionMethod::GaLinker);
+    // Both development keys are called "dev": same id, other secret.
+    assert_eq!(
+        r.rejected[0].reason(),
+        RejectionReason::BadSeal,
+        "the token was tried first"
+    );
+    assert_eq!(r.identity.unwrap().client_id, h.identity.unwrap().client_id);
+    assert_eq!(r.clean_url, "https://shop.partner.example/p?x=1");
+
+    let err = a
+        .client()
+        .await
+        .record_handoff(pb::RecordHandoffRequest {
+            context: Some(source),
+            destination_url: "https://shop.partner.example/".into(),
+            ga_linker_timezone_offset: Some(2000),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(common::bad_fields(&err), ["ga_linker_timezone_offset"]);
+}

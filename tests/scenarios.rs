@@ -38,7 +38,7 @@ async fn stripe_checkout_return_and_webhook() {
             extra_audience: vec!["hooks.example-payments.test".into()],
             ttl_seconds: 3 * 3600,
             max_uses: 2,
-            bind_user_agent: false,
+            ..Default::default()
         })
         .await
         .unwrap()

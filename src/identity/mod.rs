@@ -42,6 +42,8 @@ pub enum Method {
     Cookie,
     /// A sealed hand-off token in the request URL.
     HandoffToken,
+    /// GA4's `_gl` linker parameter, verified as gtag.js verifies it.
+    GaLinker,
     /// The most recent identity linked to the request's user id or email.
     UserId,
     /// A recent hand-off from the referring site by the same browser and
@@ -73,6 +75,7 @@ pub enum Method {
 pub const PRECEDENCE: &[Method] = &[
     Method::Cookie,
     Method::HandoffToken,
+    Method::GaLinker,
     Method::UserId,
     Method::GaCookie,
     Method::ReferrerBridge,
