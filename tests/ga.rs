@@ -144,6 +144,7 @@ async fn a_gl_link_from_the_browser_algorithm_is_read() {
     let out = std::process::Command::new("node")
         .args([
             script,
+            "write",
             ua,
             "300",
             "en-US",
@@ -211,6 +212,26 @@ async fn record_handoff_writes_a_gl_the_destination_reads() {
         .unwrap()
         .into_inner();
     assert!(h.decorated_url.contains("&_gl=1*"), "{}", h.decorated_url);
+    let gl = h.decorated_url.split("_gl=").nth(1).unwrap();
+    // The browser algorithm accepts it: gtag.js on a destination without
+    // sessionbridge continues the same client id.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/gl.js");
+    let verify = |tz: &str| {
+        std::process::Command::new("node")
+            .args([script, "verify", &source.user_agent, tz, "fr-CA", gl])
+            .output()
+            .expect("node (Node.js 20) is needed for this test")
+    };
+    let out = verify("240");
+    assert!(out.status.success(), "the browser algorithm refused {gl}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        h.identity.as_ref().unwrap().client_id
+    );
+    assert!(
+        !verify("0").status.success(),
+        "another time zone is another browser"
+    );
     // b has its own development key: the token does not open there, _gl does.
     let mut arrive = ctx("shop.partner.example", "");
     arrive.url = h.decorated_url.clone();

@@ -1,10 +1,13 @@
-// Writes a GA4 `_gl` linker value the way the browser library does, for a
-// given User-Agent, time-zone offset, language and ids, at the current
-// minute: an independent implementation to check the service against.
+// The GA4 `_gl` linker, written from the browser library's published
+// algorithm: an independent implementation to check the service against.
 //
-// Usage: node gl.js USER_AGENT TZ_OFFSET LANGUAGE GA_VALUE GA4_KEY GA4_VALUE
+//   node gl.js write  USER_AGENT TZ_OFFSET LANGUAGE GA_VALUE GA4_KEY GA4_VALUE
+//     prints a `_gl` value for the current minute;
+//   node gl.js verify USER_AGENT TZ_OFFSET LANGUAGE GL_VALUE
+//     exits 0 when the browser would accept GL_VALUE now (current or
+//     previous minute), and prints the `_ga` client id it carries.
 
-const [ua, tz, lang, ga, sessionKey, sessionValue] = process.argv.slice(2);
+const [mode, ua, tz, lang, ...rest] = process.argv.slice(2);
 
 const table = Array.from({ length: 256 }, (_, n) => {
   let c = n;
@@ -18,13 +21,28 @@ function crc32(text) {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
+const minuteNow = () => Math.floor(Date.now() / 60000);
+const checksum = (minute, serialized) => crc32([ua, tz, lang, minute, serialized].join('*')).toString(36);
 const encode = (v) => Buffer.from(v, 'utf8').toString('base64').replace(/=/g, '.');
-// gtag.js puts the cookie values without their `GA1.n.` / `GS2.1.` prefix.
-const pairs = [
-  ['_ga', ga.replace(/^G[A-Z]1\.[0-9]+\./, '')],
-  [sessionKey, sessionValue.replace(/^G[A-Z][0-9]\.[0-9]+\./, '')],
-];
-const serialized = pairs.map(([k, v]) => `${k}*${encode(v)}`).join('*');
-const minute = Math.floor(Date.now() / 60000);
-const checksum = crc32([ua, tz, lang, minute, serialized].join('*')).toString(36);
-process.stdout.write(`1*${checksum}*${serialized}`);
+const decode = (v) => Buffer.from(v.replace(/\./g, '='), 'base64').toString('utf8');
+
+if (mode === 'write') {
+  const [ga, sessionKey, sessionValue] = rest;
+  // The browser puts cookie values without their `GA1.n.` / `GS2.1.` prefix.
+  const pairs = [
+    ['_ga', ga.replace(/^G[A-Z]1\.[0-9]+\./, '')],
+    [sessionKey, sessionValue.replace(/^G[A-Z][0-9]\.[0-9]+\./, '')],
+  ];
+  const serialized = pairs.map(([k, v]) => `${k}*${encode(v)}`).join('*');
+  process.stdout.write(`1*${checksum(minuteNow(), serialized)}*${serialized}`);
+} else if (mode === 'verify') {
+  const parts = rest[0].split('*');
+  if (parts.length < 4 || parts.length % 2 !== 0 || parts[0] !== '1') process.exit(2);
+  const serialized = parts.slice(2).join('*');
+  const now = minuteNow();
+  if (![now, now - 1].some((m) => checksum(m, serialized) === parts[1])) process.exit(1);
+  const ga = parts.indexOf('_ga', 2);
+  process.stdout.write(ga > 0 ? decode(parts[ga + 1]) : '');
+} else {
+  process.exit(64);
+}
