@@ -15,6 +15,7 @@ pub mod cookie;
 pub mod ga;
 pub mod identity;
 pub mod keys;
+pub mod limit;
 pub mod pb;
 pub mod privacy;
 pub mod query;

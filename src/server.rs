@@ -96,24 +96,19 @@ async fn serve<S: Store + Clone>(
         shutdown.clone(),
     ));
 
-    let api = SessionBridgeServiceServer::new(Api::new(Arc::clone(&service)))
-        .max_decoding_message_size(cfg.max_message_bytes);
+    let api = crate::limit::Shed::new(
+        SessionBridgeServiceServer::new(Api::new(Arc::clone(&service)))
+            .max_decoding_message_size(cfg.max_message_bytes),
+        cfg.concurrency_limit,
+    );
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-
-    let limits = tower::ServiceBuilder::new()
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            cfg.concurrency_limit,
-        ))
-        .into_inner();
 
     let drain = Duration::from_secs(cfg.drain_secs);
     let health_on_stop = health.clone();
     let mut serve_shutdown = shutdown.clone();
     let server = tonic::transport::Server::builder()
         .timeout(Duration::from_millis(cfg.request_timeout_ms))
-        .layer(limits)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
