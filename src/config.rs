@@ -41,6 +41,16 @@ pub struct Config {
     /// Allow a non-loopback `listen` address without TLS. Plaintext gRPC on a
     /// shared network lets anyone mint and read identities.
     pub insecure_listen: bool,
+    /// PEM certificate chain for TLS on the listener.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): when set, callers must present a client
+    /// certificate signed by one of them (mutual TLS).
+    pub tls_client_ca: Option<PathBuf>,
+    /// File holding a bearer token that every identity API call must carry
+    /// (`authorization: Bearer <token>`). Health and reflection stay open.
+    pub auth_token_file: Option<PathBuf>,
     /// Which store: `sled` (embedded) or `redis` (shared).
     pub store: StoreKind,
     /// Directory of the embedded store (and of the development key).
@@ -119,6 +129,10 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:50051".parse().expect("valid address"),
             insecure_listen: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            auth_token_file: None,
             store: StoreKind::Sled,
             data_dir: PathBuf::from("sessionbridge-data"),
             redis_urls: Vec::new(),
@@ -166,6 +180,18 @@ pub struct Overrides {
     /// Allow listening beyond loopback without TLS.
     #[arg(long, env = "SESSIONBRIDGE_INSECURE_LISTEN")]
     pub insecure_listen: Option<bool>,
+    /// PEM certificate chain: serve gRPC over TLS.
+    #[arg(long, env = "SESSIONBRIDGE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SESSIONBRIDGE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA: require client certificates it signed (mutual TLS).
+    #[arg(long, env = "SESSIONBRIDGE_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// File with the bearer token callers must send.
+    #[arg(long, env = "SESSIONBRIDGE_AUTH_TOKEN_FILE", value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
     /// `sled` (embedded, default) or `redis` (shared).
     #[arg(long, env = "SESSIONBRIDGE_STORE", value_enum)]
     pub store: Option<StoreKind>,
@@ -347,8 +373,16 @@ impl Config {
             session_id_param,
             session_id_param_referrers
         );
-        if o.keys.is_some() {
-            cfg.keys = o.keys.clone();
+        for (target, given) in [
+            (&mut cfg.keys, &o.keys),
+            (&mut cfg.tls_cert, &o.tls_cert),
+            (&mut cfg.tls_key, &o.tls_key),
+            (&mut cfg.tls_client_ca, &o.tls_client_ca),
+            (&mut cfg.auth_token_file, &o.auth_token_file),
+        ] {
+            if given.is_some() {
+                target.clone_from(given);
+            }
         }
         cfg.check()?;
         Ok(cfg)
@@ -384,10 +418,17 @@ impl Config {
                 self.max_message_bytes
             );
         }
-        if !self.listen.ip().is_loopback() && !self.insecure_listen {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("tls_cert and tls_key go together: give both, or neither");
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            bail!("tls_client_ca (mutual TLS) needs tls_cert and tls_key");
+        }
+        if !self.listen.ip().is_loopback() && !self.insecure_listen && self.tls_cert.is_none() {
             bail!(
-                "listen {}: refusing to serve plaintext gRPC beyond loopback; listen on 127.0.0.1, or pass \
-                 --insecure-listen true when a network policy already limits who can connect",
+                "listen {}: refusing to serve plaintext gRPC beyond loopback; listen on 127.0.0.1, \
+                 configure tls_cert and tls_key, or pass --insecure-listen true when a network \
+                 policy already limits who can connect",
                 self.listen
             );
         }
@@ -474,6 +515,25 @@ mod tests {
         std::fs::write(&path, "cookie_nam = \"typo\"\n").unwrap();
         let err = Config::load(&o).unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn tls_allows_listening_beyond_loopback() {
+        let o = Overrides {
+            listen: Some("0.0.0.0:50051".parse().unwrap()),
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            ..Default::default()
+        };
+        Config::load(&o).unwrap();
+        let half = Overrides {
+            tls_cert: Some("cert.pem".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(&half)
+            .unwrap_err()
+            .to_string()
+            .contains("go together"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! [`api`] translates gRPC; [`server`] assembles and runs it all.
 
 pub mod api;
+pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod context;

@@ -96,10 +96,14 @@ async fn serve<S: Store + Clone>(
         shutdown.clone(),
     ));
 
-    let api = crate::limit::Shed::new(
-        SessionBridgeServiceServer::new(Api::new(Arc::clone(&service)))
-            .max_decoding_message_size(cfg.max_message_bytes),
-        cfg.concurrency_limit,
+    let auth = crate::auth::BearerAuth::from_file(cfg.auth_token_file.as_deref())?;
+    let api = tonic::service::interceptor::InterceptedService::new(
+        crate::limit::Shed::new(
+            SessionBridgeServiceServer::new(Api::new(Arc::clone(&service)))
+                .max_decoding_message_size(cfg.max_message_bytes),
+            cfg.concurrency_limit,
+        ),
+        auth,
     );
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -107,7 +111,11 @@ async fn serve<S: Store + Clone>(
     let drain = Duration::from_secs(cfg.drain_secs);
     let health_on_stop = health.clone();
     let mut serve_shutdown = shutdown.clone();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls_config(&cfg)? {
+        builder = builder.tls_config(tls).context("TLS configuration")?;
+    }
+    let server = builder
         .timeout(Duration::from_millis(cfg.request_timeout_ms))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -117,7 +125,7 @@ async fn serve<S: Store + Clone>(
             serve_shutdown.wait().await;
         });
 
-    tracing::info!(%addr, store = ?cfg.store, data_dir = %cfg.data_dir.display(), durability = ?cfg.durability, "serving");
+    tracing::info!(%addr, tls = cfg.tls_cert.is_some(), mutual_tls = cfg.tls_client_ca.is_some(), bearer_auth = cfg.auth_token_file.is_some(), store = ?cfg.store, data_dir = %cfg.data_dir.display(), durability = ?cfg.durability, "serving");
     println!("sessionbridge listening on {addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -160,6 +168,25 @@ async fn serve<S: Store + Clone>(
         .context("final store flush failed")?;
     tracing::info!("stopped; store flushed");
     Ok(())
+}
+
+/// The listener's TLS settings, read from the configured PEM files.
+fn tls_config(cfg: &Config) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) else {
+        return Ok(None);
+    };
+    let read = |what: &str, p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("{what} {}", p.display()))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        read("tls_cert", cert)?,
+        read("tls_key", key)?,
+    ));
+    if let Some(ca) = &cfg.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read("tls_client_ca", ca)?));
+    }
+    Ok(Some(tls))
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {
