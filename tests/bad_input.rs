@@ -257,3 +257,109 @@ async fn non_utf8_and_oversized_messages_are_refused() {
     .await
     .unwrap();
 }
+
+/// Nothing a caller sends can inject into a Set-Cookie header: every field
+/// that reaches one is refused or normalized, and the headers returned are
+/// plain ASCII without separators where they do not belong.
+#[tokio::test]
+async fn set_cookie_headers_cannot_be_injected() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--allowed-domains", "example.com,xn--exmple-cua.com"],
+    );
+    let mut c = server.client().await;
+    for host in [
+        "www.example.com;Domain=evil.com",
+        "www.example.com\r\nSet-Cookie: a=b",
+        "www.example.com, evil.com",
+    ] {
+        let mut x = ctx("www.example.com", "");
+        x.host = host.into();
+        x.url.clear();
+        let err = c
+            .mint_cookie(pb::MintCookieRequest {
+                context: Some(x),
+                ga_cookie: Some(true),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(bad_fields(&err), ["context.host"], "{host:?}");
+    }
+    // A forged own cookie carrying separators is refused, never echoed.
+    let r = c
+        .resolve_session(pb::ResolveSessionRequest {
+            context: Some(ctx(
+                "www.example.com",
+                "_sbid=S1.x; Domain=evil.com; _ga=GA1.1.1;2",
+            )),
+            ga_cookie: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // A non-ASCII host is turned into its ASCII (punycode) form.
+    let mut idn = ctx("www.example.com", "");
+    idn.host = "shop.exämple.com".into();
+    idn.url.clear();
+    let m = c
+        .mint_cookie(pb::MintCookieRequest {
+            context: Some(idn),
+            ga_cookie: Some(true),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(m.cookies[0].domain, "xn--exmple-cua.com");
+    for cookie in r.cookies.iter().chain(m.cookies.iter()) {
+        let h = &cookie.set_cookie_header;
+        assert!(
+            h.is_ascii() && !h.contains('\r') && !h.contains('\n'),
+            "{h:?}"
+        );
+        assert!(!h.contains("evil"), "{h:?}");
+        let value = h.split(';').next().unwrap();
+        assert_eq!(value, format!("{}={}", cookie.name, cookie.value));
+        assert!(
+            !cookie.value.contains([';', ',', ' ', '"']),
+            "{:?}",
+            cookie.value
+        );
+    }
+}
+
+/// A deadline shorter than the work: the caller gets DEADLINE_EXCEEDED (or
+/// CANCELLED), and the server keeps serving.
+#[tokio::test]
+async fn a_deadline_shorter_than_the_work_is_answered_and_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--durability", "sync"]);
+    let mut c = server.client().await;
+    let mut expired = 0;
+    for _ in 0..20 {
+        let mut req = tonic::Request::new(pb::ResolveSessionRequest {
+            context: Some(ctx("a.example", "")),
+            user_id: "deadline-user".into(),
+            ..Default::default()
+        });
+        req.set_timeout(std::time::Duration::from_micros(50));
+        match c.resolve_session(req).await {
+            Ok(_) => {}
+            Err(e) => {
+                assert!(
+                    matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled),
+                    "{e:?}"
+                );
+                expired += 1;
+            }
+        }
+    }
+    assert!(expired > 0, "a 50 µs deadline never expired");
+    c.resolve_session(pb::ResolveSessionRequest {
+        context: Some(ctx("a.example", "")),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+}
