@@ -107,9 +107,17 @@ pub fn parse_host(host: &str) -> Result<(String, bool), &'static str> {
     }
     match url::Host::parse(name) {
         Ok(url::Host::Domain(d)) => {
+            // WHATWG host parsing lets through characters DNS names never
+            // have (`"`, `,`, `;`, `=`…): only letters, digits, `-` and `_`
+            // in labels (international names arrive here as punycode).
+            let ldh = |label: &str| {
+                label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            };
             if d.len() > 253
                 || d.split('.')
-                    .any(|label| label.is_empty() || label.len() > 63)
+                    .any(|label| label.is_empty() || label.len() > 63 || !ldh(label))
             {
                 return Err("is not a valid host name");
             }
@@ -255,6 +263,10 @@ mod tests {
             "host:port",
             "[::1",
             "a..b",
+            // Found by the request_context fuzz target.
+            "\",",
+            "a;b",
+            "a=b.com",
         ] {
             assert!(parse_host(bad).is_err(), "{bad:?}");
         }

@@ -84,7 +84,10 @@ pub fn parse_session(value: &str, now: i64) -> Result<GaSession, GaCookieError> 
         let mut o = None;
         let mut t = None;
         for field in rest.split('$') {
-            let (key, v) = field.split_at(field.len().min(1));
+            // The first character is the key; it may be any character,
+            // multi-byte ones included.
+            let key_len = field.chars().next().map_or(0, char::len_utf8);
+            let (key, v) = field.split_at(key_len);
             match key {
                 "s" => s = digits(v, 10),
                 "o" => o = digits(v, 10),
@@ -194,6 +197,12 @@ mod tests {
             parse_session("GS2.1.s1794999000$o7$t1794998000", NOW),
             Err(GaCookieError::Time),
             "last hit before start"
+        );
+        // A multi-byte key character used to panic (found by the ga_values
+        // fuzz target).
+        assert_eq!(
+            parse_session("GS2.1.(ss\u{1}$\u{30c}11$ss", NOW),
+            Err(GaCookieError::Session)
         );
         assert!(is_session_cookie("_ga_ABC123XYZ"));
         assert!(

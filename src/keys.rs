@@ -123,11 +123,19 @@ impl Keyring {
             path: p.clone(),
             source,
         })?;
-        let file: KeyFile = serde_json::from_str(&text).map_err(|source| KeyError::Parse {
-            path: p.clone(),
+        Self::parse(&text, &p)
+    }
+
+    /// Parses key-file text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, KeyError> {
+        let file: KeyFile = serde_json::from_str(text).map_err(|source| KeyError::Parse {
+            path: origin.to_string(),
             source,
         })?;
-        Self::from_file(file).map_err(|problem| KeyError::Invalid { path: p, problem })
+        Self::from_file(file).map_err(|problem| KeyError::Invalid {
+            path: origin.to_string(),
+            problem,
+        })
     }
 
     fn from_file(file: KeyFile) -> Result<Self, String> {
