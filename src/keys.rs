@@ -81,6 +81,8 @@ pub struct Keyring {
     pub user_index: Secret,
     /// HMAC-SHA256 key for referrer-bridge fingerprints.
     pub fingerprint: Secret,
+    /// Key of the at-rest sealing of the embedded store.
+    pub store_seal: Secret,
 }
 
 impl fmt::Debug for Keyring {
@@ -190,6 +192,7 @@ impl Keyring {
             current,
             user_index: derive(pepper.as_ref(), "user-index"),
             fingerprint: derive(pepper.as_ref(), "fingerprint"),
+            store_seal: derive(pepper.as_ref(), "store-seal"),
         })
     }
 

@@ -14,14 +14,30 @@ pub const MAX_USER_ID_LEN: usize = 256;
 /// The longest email accepted (RFC 5321's path limit).
 pub const MAX_EMAIL_LEN: usize = 320;
 
-/// The index key of a user: a keyed hash of its user id or email.
+/// The index key of a user: a keyed hash of its user id or email, plus a
+/// second keyed hash that seals the index's contents at rest.
+///
+/// Only `index` is ever written as a key; `seal` travels inside records
+/// that are themselves sealed, so a copy of the store (old sled segments
+/// included) reveals which clients a user had only to someone who already
+/// knows the user id or email and holds the key file.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserKey(pub [u8; 32]);
+pub struct UserKey {
+    pub index: [u8; 32],
+    pub seal: [u8; 32],
+}
+
+impl UserKey {
+    /// A key from its two parts (tests and tools).
+    pub fn from_parts(index: [u8; 32], seal: [u8; 32]) -> Self {
+        Self { index, seal }
+    }
+}
 
 impl fmt::Debug for UserKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Enough to tell keys apart in a log, too little to look one up.
-        write!(f, "UserKey({}…)", hex::encode(&self.0[..4]))
+        write!(f, "UserKey({}…)", hex::encode(&self.index[..4]))
     }
 }
 
@@ -36,15 +52,22 @@ pub enum UserRef<'a> {
 
 /// Hashes a user reference under the pepper.
 pub fn user_key(keys: &Keyring, user: UserRef<'_>) -> UserKey {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(keys.user_index.as_ref())
-        .expect("HMAC takes any key length");
     let (label, value): (&[u8], &str) = match user {
         UserRef::UserId(id) => (b"user_id\0", id),
         UserRef::Email(email) => (b"email\0", email),
     };
-    mac.update(label);
-    mac.update(value.as_bytes());
-    UserKey(mac.finalize().into_bytes().into())
+    let hash = |purpose: &[u8]| -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(keys.user_index.as_ref())
+            .expect("HMAC takes any key length");
+        mac.update(purpose);
+        mac.update(label);
+        mac.update(value.as_bytes());
+        mac.finalize().into_bytes().into()
+    };
+    UserKey {
+        index: hash(b""),
+        seal: hash(b"seal\0"),
+    }
 }
 
 /// Why a user id or email was refused.
@@ -95,18 +118,27 @@ pub fn normalize_email(email: &str) -> Result<String, UserInputError> {
     Ok(parsed.as_str().to_lowercase())
 }
 
+/// Serialized as hex, the index first (64 characters) then the seal.
 impl serde::Serialize for UserKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(self.0))
+        s.serialize_str(&format!(
+            "{}{}",
+            hex::encode(self.index),
+            hex::encode(self.seal)
+        ))
     }
 }
 
 impl<'de> serde::Deserialize<'de> for UserKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        let mut out = [0u8; 32];
+        let mut out = [0u8; 64];
         hex::decode_to_slice(s.as_bytes(), &mut out).map_err(serde::de::Error::custom)?;
-        Ok(UserKey(out))
+        let (index, seal) = out.split_at(32);
+        Ok(UserKey {
+            index: index.try_into().expect("32 bytes"),
+            seal: seal.try_into().expect("32 bytes"),
+        })
     }
 }
 

@@ -58,6 +58,7 @@ pub async fn run(
                 &cfg.data_dir,
                 cfg.durability,
                 Duration::from_millis(cfg.flush_interval_ms),
+                &keys.store_seal,
             )
             .context("cannot open the store")?;
             serve(cfg, keys, listener, store, stop).await

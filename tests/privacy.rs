@@ -55,9 +55,15 @@ async fn sled_holds_no_email_ip_or_user_agent_and_forgets_users() {
             "{secret:?} is on disk in clear"
         );
     }
+    // Records are sealed at rest: not even the user id or client id is
+    // readable in the data directory.
     assert!(
-        contains(&bytes, user.as_bytes()),
-        "the user id is kept (it is returned to the backend)"
+        !contains(&bytes, user.as_bytes()),
+        "the user id is on disk in clear"
+    );
+    assert!(
+        !contains(&bytes, client_id.as_bytes()),
+        "the client id is on disk in clear"
     );
 
     let erased = c
@@ -76,9 +82,9 @@ async fn sled_holds_no_email_ip_or_user_agent_and_forgets_users() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
-    // Known limit, documented in docs/security.md: sled is log-structured,
-    // so erased records can linger in old segment bytes until sled reuses
-    // them. The live store no longer has them:
+    // sled is log-structured, so erased records can linger in old segment
+    // bytes until sled reuses them; sealed, they open only with the key file
+    // AND the identifier. The live store no longer has them:
     drop(c);
     let server = server.restart();
     let r = server
@@ -95,7 +101,14 @@ async fn sled_holds_no_email_ip_or_user_agent_and_forgets_users() {
         tonic::Code::NotFound,
         "erasure survives a restart"
     );
-    let _ = client_id;
+    drop(server);
+    let bytes = all_bytes(&data);
+    for secret in [user, client_id.as_str()] {
+        assert!(
+            !contains(&bytes, secret.as_bytes()),
+            "{secret:?} readable after erasure"
+        );
+    }
 }
 
 /// On Redis, erasure removes the data itself: after ForgetUser no key and

@@ -37,8 +37,8 @@ async fn put<S: Store>(s: &S, rec: &ClientRecord, link: &[UserKey], ttl: i64, hi
 /// Every rule of the contract, in order.
 async fn contract<S: Store + Clone>(s: S) {
     let now = now_unix();
-    let alice = UserKey([1; 32]);
-    let alice_email = UserKey([2; 32]);
+    let alice = UserKey::from_parts([1; 32], [11; 32]);
+    let alice_email = UserKey::from_parts([2; 32], [22; 32]);
 
     // Absent, then written and read back whole.
     let a = record(11, now, vec![alice, alice_email]);
@@ -74,7 +74,7 @@ async fn contract<S: Store + Clone>(s: S) {
     );
     assert_eq!(entries[0].linked_at, now + 5);
     assert!(s
-        .lookup_user(UserKey([9; 32]), now)
+        .lookup_user(UserKey::from_parts([9; 32], [99; 32]), now)
         .await
         .unwrap()
         .is_empty());
@@ -136,7 +136,7 @@ async fn contract<S: Store + Clone>(s: S) {
 
     // Expiry: every kind of record disappears on time.
     let short = record(21, now, vec![]);
-    put(&s, &short, &[UserKey([4; 32])], 1, 5).await;
+    put(&s, &short, &[UserKey::from_parts([4; 32], [44; 32])], 1, 5).await;
     s.put_bridge([5; 32], &entry, now + 1).await.unwrap();
     s.claim_token([6; 16], 1, now + 1, now).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2200)).await;
@@ -147,7 +147,7 @@ async fn contract<S: Store + Clone>(s: S) {
         None
     );
     assert!(s
-        .lookup_user(UserKey([4; 32]), later)
+        .lookup_user(UserKey::from_parts([4; 32], [44; 32]), later)
         .await
         .unwrap()
         .is_empty());
@@ -164,7 +164,13 @@ async fn contract<S: Store + Clone>(s: S) {
 #[tokio::test]
 async fn sled_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let s = SledStore::open(dir.path(), Durability::Sync, Duration::from_millis(100)).unwrap();
+    let s = SledStore::open(
+        dir.path(),
+        Durability::Sync,
+        Duration::from_millis(100),
+        &zeroize::Zeroizing::new([7; 32]),
+    )
+    .unwrap();
     contract(s).await;
 }
 

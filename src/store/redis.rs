@@ -108,7 +108,7 @@ for _, cid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     erased = erased + 1
     local ok, r = pcall(cjson.decode, rec)
     if ok and type(r) == 'table' and type(r.user_keys) == 'table' then
-      for _, uk in ipairs(r.user_keys) do others[prefix .. 'u:' .. uk] = true end
+      for _, uk in ipairs(r.user_keys) do others[prefix .. 'u:' .. string.sub(uk, 1, 64)] = true end
     end
     redis.call('DEL', key)
   end
@@ -176,7 +176,7 @@ impl RedisStore {
     }
 
     fn user_key(&self, k: &UserKey) -> String {
-        format!("{}u:{}", self.prefix, hex::encode(k.0))
+        format!("{}u:{}", self.prefix, hex::encode(k.index))
     }
 
     fn cluster(&self) -> bool {

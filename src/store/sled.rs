@@ -7,6 +7,14 @@
 //! grows with the lifetime, so touching a long-lived record on every hit
 //! rarely moves its index entry. Every multi-record change is one sled
 //! transaction: all of it lands or none of it does.
+//!
+//! Sealed at rest: a client record is stored under a keyed hash of its
+//! client id and encrypted (XChaCha20-Poly1305) under a key derived from the
+//! client id; a user index under its keyed user hash, encrypted under a key
+//! derived from the user id or email; a bridge entry encrypted under its
+//! keyed fingerprint. sled is log-structured, so erased records can linger
+//! in old segments: sealed this way, they read as noise to anyone who does
+//! not hold both the key file and the identifier they were stored under.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +68,7 @@ pub struct SledStore {
     bridge: sled::Tree,
     expiry: sled::Tree,
     commit: Option<Arc<GroupCommit>>,
+    sealer: Sealer,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -112,11 +121,86 @@ fn expiry_key(bucket: u64, kind: u8, key: &[u8]) -> Vec<u8> {
     k
 }
 
-fn client_key(id: ClientId) -> [u8; 8] {
+fn client_bytes(id: ClientId) -> [u8; 8] {
     let mut k = [0u8; 8];
     k[..4].copy_from_slice(&id.random().to_be_bytes());
     k[4..].copy_from_slice(&(id.created() as u32).to_be_bytes());
     k
+}
+
+/// Record keys and value keys derived from identifiers, so the data
+/// directory holds no identifier and no readable value.
+#[derive(Clone)]
+struct Sealer {
+    key: Arc<crate::keys::Secret>,
+}
+
+impl Sealer {
+    fn derive(&self, purpose: &[u8], material: &[u8]) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.key.as_slice())
+            .expect("HMAC takes any key length");
+        mac.update(purpose);
+        mac.update(&[0]);
+        mac.update(material);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Where a client's record is stored.
+    fn client_key(&self, id: ClientId) -> [u8; 16] {
+        self.derive(b"client-key", &client_bytes(id))[..16]
+            .try_into()
+            .expect("16 bytes")
+    }
+
+    fn client_cipher(&self, id: ClientId) -> [u8; 32] {
+        self.derive(b"client-seal", &client_bytes(id))
+    }
+
+    fn user_cipher(&self, user: &UserKey) -> [u8; 32] {
+        self.derive(b"user-seal", &user.seal)
+    }
+
+    fn bridge_cipher(&self, key: &[u8; 32]) -> [u8; 32] {
+        self.derive(b"bridge-seal", key)
+    }
+}
+
+/// Encrypts `plain` under `key`, bound to the record's storage key.
+fn seal(key: &[u8; 32], at: &[u8], plain: &[u8]) -> Vec<u8> {
+    use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+    let cipher = chacha20poly1305::XChaCha20Poly1305::new(key.into());
+    let nonce = chacha20poly1305::XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let mut out = nonce.to_vec();
+    out.extend(
+        cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain,
+                    aad: at,
+                },
+            )
+            .expect("encryption of a record cannot fail"),
+    );
+    out
+}
+
+fn unseal(key: &[u8; 32], at: &[u8], sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    if sealed.len() < 24 {
+        return Err(StoreError::Corrupt("sealed record too short".into()));
+    }
+    let (nonce, ciphertext) = sealed.split_at(24);
+    chacha20poly1305::XChaCha20Poly1305::new(key.into())
+        .decrypt(
+            nonce.into(),
+            Payload {
+                msg: ciphertext,
+                aad: at,
+            },
+        )
+        .map_err(|_| StoreError::Corrupt("sealed record does not open (another key file?)".into()))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
@@ -174,11 +258,13 @@ fn live(v: &[u8], now: i64) -> Result<Option<&[u8]>, StoreError> {
 }
 
 impl SledStore {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir`, sealing records with
+    /// subkeys of `seal_key` (the key file's `store_seal`).
     pub fn open(
         dir: &Path,
         durability: Durability,
         flush_interval: Duration,
+        seal_key: &crate::keys::Secret,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(format!("data directory {}: {e}", dir.display())))?;
@@ -199,6 +285,9 @@ impl SledStore {
             bridge: tree("bridge")?,
             expiry: tree("expiry")?,
             commit: None,
+            sealer: Sealer {
+                key: Arc::new(seal_key.clone()),
+            },
             db,
         };
         Ok(match durability {
@@ -264,19 +353,21 @@ impl SledStore {
 
 impl Store for SledStore {
     async fn get_client(&self, id: ClientId, now: i64) -> Result<Option<ClientRecord>, StoreError> {
-        let Some(v) = self.clients.get(client_key(id)).map_err(unavailable)? else {
+        let key = self.sealer.client_key(id);
+        let Some(v) = self.clients.get(key).map_err(unavailable)? else {
             return Ok(None);
         };
         match live(&v, now)? {
-            Some(body) => decode(body).map(Some),
+            Some(body) => decode(&unseal(&self.sealer.client_cipher(id), &key, body)?).map(Some),
             None => Ok(None),
         }
     }
 
     async fn put_client(&self, w: ClientWrite<'_>) -> Result<(), StoreError> {
         let now = w.record.identity.last_seen;
-        let key = client_key(w.record.identity.client_id);
-        let body = encode(w.record);
+        let id = w.record.identity.client_id;
+        let key = self.sealer.client_key(id);
+        let body = seal(&self.sealer.client_cipher(id), &key, &encode(w.record));
         let entry = UserEntry {
             client_id: w.record.identity.client_id,
             linked_at: now,
@@ -285,12 +376,13 @@ impl Store for SledStore {
             .transaction(|(clients, users, expiry)| {
                 put_ttl(clients, expiry, KIND_CLIENT, &key, &body, w.expires_at, now)?;
                 for user in w.link {
-                    let mut list: Vec<UserEntry> = match users.get(user.0)? {
+                    let cipher = self.sealer.user_cipher(user);
+                    let mut list: Vec<UserEntry> = match users.get(user.index)? {
                         Some(v) => {
                             match live(&v, now).map_err(ConflictableTransactionError::Abort)? {
-                                Some(body) => {
-                                    decode(body).map_err(ConflictableTransactionError::Abort)?
-                                }
+                                Some(body) => unseal(&cipher, &user.index, body)
+                                    .and_then(|plain| decode(&plain))
+                                    .map_err(ConflictableTransactionError::Abort)?,
                                 None => Vec::new(),
                             }
                         }
@@ -303,8 +395,8 @@ impl Store for SledStore {
                         users,
                         expiry,
                         KIND_USER,
-                        &user.0,
-                        &encode(&list),
+                        &user.index,
+                        &seal(&cipher, &user.index, &encode(&list)),
                         w.expires_at,
                         now,
                     )?;
@@ -316,11 +408,11 @@ impl Store for SledStore {
     }
 
     async fn lookup_user(&self, key: UserKey, now: i64) -> Result<Vec<UserEntry>, StoreError> {
-        let Some(v) = self.users.get(key.0).map_err(unavailable)? else {
+        let Some(v) = self.users.get(key.index).map_err(unavailable)? else {
             return Ok(Vec::new());
         };
         match live(&v, now)? {
-            Some(body) => decode(body),
+            Some(body) => decode(&unseal(&self.sealer.user_cipher(&key), &key.index, body)?),
             None => Ok(Vec::new()),
         }
     }
@@ -328,26 +420,29 @@ impl Store for SledStore {
     async fn forget_user(&self, key: UserKey) -> Result<Erased, StoreError> {
         let erased = (&self.clients, &self.users, &self.expiry)
             .transaction(|(clients, users, expiry)| {
-                let Some(list) = remove_ttl(users, expiry, KIND_USER, &key.0)? else {
+                let Some(list) = remove_ttl(users, expiry, KIND_USER, &key.index)? else {
                     return Ok(Erased::default());
                 };
                 let list: Vec<UserEntry> =
-                    decode(&list).map_err(ConflictableTransactionError::Abort)?;
+                    unseal(&self.sealer.user_cipher(&key), &key.index, &list)
+                        .and_then(|plain| decode(&plain))
+                        .map_err(ConflictableTransactionError::Abort)?;
                 let mut erased = Erased {
                     found: true,
                     clients: 0,
                 };
                 for entry in list {
-                    let Some(body) =
-                        remove_ttl(clients, expiry, KIND_CLIENT, &client_key(entry.client_id))?
-                    else {
+                    let at = self.sealer.client_key(entry.client_id);
+                    let Some(body) = remove_ttl(clients, expiry, KIND_CLIENT, &at)? else {
                         continue;
                     };
                     erased.clients += 1;
                     let rec: ClientRecord =
-                        decode(&body).map_err(ConflictableTransactionError::Abort)?;
+                        unseal(&self.sealer.client_cipher(entry.client_id), &at, &body)
+                            .and_then(|plain| decode(&plain))
+                            .map_err(ConflictableTransactionError::Abort)?;
                     for other in rec.user_keys.iter().filter(|k| **k != key) {
-                        remove_ttl(users, expiry, KIND_USER, &other.0)?;
+                        remove_ttl(users, expiry, KIND_USER, &other.index)?;
                     }
                 }
                 Ok(erased)
@@ -402,7 +497,7 @@ impl Store for SledStore {
         entry: &BridgeEntry,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let body = encode(entry);
+        let body = seal(&self.sealer.bridge_cipher(&key), &key, &encode(entry));
         let now = entry.created_at;
         (&self.bridge, &self.expiry)
             .transaction(|(bridge, expiry)| {
@@ -430,7 +525,7 @@ impl Store for SledStore {
             .map_err(tx_error)?;
         let Some(body) = taken else { return Ok(None) };
         self.durable().await?;
-        decode(&body).map(Some)
+        decode(&unseal(&self.sealer.bridge_cipher(&key), &key, &body)?).map(Some)
     }
 
     async fn sweep(&self, now: i64) -> Result<usize, StoreError> {
@@ -512,8 +607,13 @@ mod tests {
     #[tokio::test]
     async fn expired_records_are_invisible_then_swept() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            SledStore::open(dir.path(), Durability::Interval, Duration::from_millis(100)).unwrap();
+        let store = SledStore::open(
+            dir.path(),
+            Durability::Interval,
+            Duration::from_millis(100),
+            &zeroize::Zeroizing::new([7; 32]),
+        )
+        .unwrap();
         let id = ClientId::from_parts(1, 1000);
         let rec = record(id, 1000);
         store
@@ -535,8 +635,13 @@ mod tests {
     #[tokio::test]
     async fn rewrites_move_the_expiry_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            SledStore::open(dir.path(), Durability::Sync, Duration::from_millis(100)).unwrap();
+        let store = SledStore::open(
+            dir.path(),
+            Durability::Sync,
+            Duration::from_millis(100),
+            &zeroize::Zeroizing::new([7; 32]),
+        )
+        .unwrap();
         let id = ClientId::from_parts(1, 1000);
         let mut rec = record(id, 1000);
         for t in [1000, 1010, 5000, 9000] {
