@@ -145,6 +145,16 @@ impl<S: Store> Api<S> {
     }
 }
 
+impl<S: Store> Api<S> {
+    fn source_label(&self, ctx: &crate::context::RequestContext) -> String {
+        crate::metrics::source_label(
+            &self.service.settings().allowed,
+            &ctx.host,
+            ctx.referer.as_ref().and_then(|r| r.host_str()),
+        )
+    }
+}
+
 enum UserOneof<'a> {
     UserId(&'a str),
     Email(&'a str),
@@ -232,14 +242,16 @@ fn resolution(r: &Resolution) -> pb::ResolveSessionResponse {
     }
 }
 
-#[tonic::async_trait]
-impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S> {
-    async fn mint_cookie(
+/// The handlers proper; the trait implementation below wraps each with
+/// its request id, log line and metrics.
+impl<S: Store> Api<S> {
+    async fn mint_cookie_inner(
         &self,
         request: Request<pb::MintCookieRequest>,
     ) -> Result<Response<pb::MintCookieResponse>, Status> {
         let req = request.into_inner();
         let ctx = self.context(req.context.as_ref(), vec![])?;
+        let source = self.source_label(&ctx);
         let r = self
             .service
             .mint(ResolveInput {
@@ -247,6 +259,7 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
                 ..ResolveInput::page_view(ctx)
             })
             .await?;
+        crate::metrics::resolution(r.method, source, &r.rejected);
         let full = resolution(&r);
         Ok(Response::new(pb::MintCookieResponse {
             identity: full.identity,
@@ -257,7 +270,7 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
         }))
     }
 
-    async fn record_handoff(
+    async fn record_handoff_inner(
         &self,
         request: Request<pb::RecordHandoffRequest>,
     ) -> Result<Response<pb::RecordHandoffResponse>, Status> {
@@ -307,7 +320,7 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
         }))
     }
 
-    async fn resolve_session(
+    async fn resolve_session_inner(
         &self,
         request: Request<pb::ResolveSessionRequest>,
     ) -> Result<Response<pb::ResolveSessionResponse>, Status> {
@@ -326,6 +339,7 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
             ));
         }
         let ctx = self.context(req.context.as_ref(), bad)?;
+        let source = self.source_label(&ctx);
         let r = self
             .service
             .resolve(ResolveInput {
@@ -336,10 +350,11 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
                 passive: req.passive,
             })
             .await?;
+        crate::metrics::resolution(r.method, source, &r.rejected);
         Ok(Response::new(resolution(&r)))
     }
 
-    async fn lookup_by_user(
+    async fn lookup_by_user_inner(
         &self,
         request: Request<pb::LookupByUserRequest>,
     ) -> Result<Response<pb::LookupByUserResponse>, Status> {
@@ -358,7 +373,7 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
         }))
     }
 
-    async fn forget_user(
+    async fn forget_user_inner(
         &self,
         request: Request<pb::ForgetUserRequest>,
     ) -> Result<Response<pb::ForgetUserResponse>, Status> {
@@ -374,5 +389,72 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
             identities_erased: erased.clients,
             found: erased.found,
         }))
+    }
+}
+
+/// Runs one call with a request id span, then records its outcome: one
+/// debug log line (RPC, code, duration, request id: never request data) and
+/// the request metrics.
+async fn observe<T>(
+    rpc: &'static str,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
+    let request_id = format!("{:016x}", rand::random::<u64>());
+    let span = tracing::debug_span!("rpc", rpc, request_id = %request_id);
+    let result = call.instrument(span.clone()).await;
+    let code = match &result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    };
+    crate::metrics::rpc(rpc, code, started);
+    span.in_scope(|| {
+        let micros = started.elapsed().as_micros() as u64;
+        match code {
+            Code::Ok | Code::InvalidArgument | Code::NotFound => {
+                tracing::debug!(?code, micros, "call")
+            }
+            _ => tracing::warn!(?code, micros, "call failed"),
+        }
+    });
+    result
+}
+
+#[tonic::async_trait]
+impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S> {
+    async fn mint_cookie(
+        &self,
+        request: Request<pb::MintCookieRequest>,
+    ) -> Result<Response<pb::MintCookieResponse>, Status> {
+        observe("MintCookie", self.mint_cookie_inner(request)).await
+    }
+
+    async fn record_handoff(
+        &self,
+        request: Request<pb::RecordHandoffRequest>,
+    ) -> Result<Response<pb::RecordHandoffResponse>, Status> {
+        observe("RecordHandoff", self.record_handoff_inner(request)).await
+    }
+
+    async fn resolve_session(
+        &self,
+        request: Request<pb::ResolveSessionRequest>,
+    ) -> Result<Response<pb::ResolveSessionResponse>, Status> {
+        observe("ResolveSession", self.resolve_session_inner(request)).await
+    }
+
+    async fn lookup_by_user(
+        &self,
+        request: Request<pb::LookupByUserRequest>,
+    ) -> Result<Response<pb::LookupByUserResponse>, Status> {
+        observe("LookupByUser", self.lookup_by_user_inner(request)).await
+    }
+
+    async fn forget_user(
+        &self,
+        request: Request<pb::ForgetUserRequest>,
+    ) -> Result<Response<pb::ForgetUserResponse>, Status> {
+        observe("ForgetUser", self.forget_user_inner(request)).await
     }
 }

@@ -51,6 +51,10 @@ pub struct Config {
     /// File holding a bearer token that every identity API call must carry
     /// (`authorization: Bearer <token>`). Health and reflection stay open.
     pub auth_token_file: Option<PathBuf>,
+    /// Address of the Prometheus endpoint (`GET /metrics`), on its own
+    /// port; none by default. In Kubernetes, `0.0.0.0:9464` so the pod's
+    /// scraper can reach it: it exposes counts, never request data.
+    pub metrics_listen: Option<SocketAddr>,
     /// Which store: `sled` (embedded) or `redis` (shared).
     pub store: StoreKind,
     /// Directory of the embedded store (and of the development key).
@@ -129,6 +133,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:50051".parse().expect("valid address"),
             insecure_listen: false,
+            metrics_listen: None,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -180,6 +185,9 @@ pub struct Overrides {
     /// Allow listening beyond loopback without TLS.
     #[arg(long, env = "SESSIONBRIDGE_INSECURE_LISTEN")]
     pub insecure_listen: Option<bool>,
+    /// Prometheus endpoint address, e.g. 0.0.0.0:9464 [default: off].
+    #[arg(long, env = "SESSIONBRIDGE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// PEM certificate chain: serve gRPC over TLS.
     #[arg(long, env = "SESSIONBRIDGE_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
@@ -383,6 +391,9 @@ impl Config {
             if given.is_some() {
                 target.clone_from(given);
             }
+        }
+        if o.metrics_listen.is_some() {
+            cfg.metrics_listen = o.metrics_listen;
         }
         cfg.check()?;
         Ok(cfg)

@@ -17,6 +17,7 @@ pub mod ga;
 pub mod identity;
 pub mod keys;
 pub mod limit;
+pub mod metrics;
 pub mod pb;
 pub mod privacy;
 pub mod query;

@@ -80,6 +80,10 @@ async fn serve<S: Store + Clone>(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    if let Some(metrics_addr) = cfg.metrics_listen {
+        crate::metrics::install(metrics_addr)?;
+        tracing::info!(%metrics_addr, "metrics at http://{metrics_addr}/metrics");
+    }
     let (health, health_service) = tonic_health::server::health_reporter();
     let service = Arc::new(Service::new(store, keys, Settings::from_config(&cfg)));
 
@@ -217,6 +221,7 @@ async fn health_loop<S: Store>(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut serving = true;
+    crate::metrics::store_up(true);
     loop {
         tokio::select! {
             _ = tick.tick() => {},
@@ -236,6 +241,7 @@ async fn health_loop<S: Store>(
                 tracing::warn!("store does not answer: NOT_SERVING");
             }
             serving = ok;
+            crate::metrics::store_up(ok);
             set_health(&health, ok).await;
         }
     }

@@ -1,0 +1,118 @@
+//! Metrics and logs as an operator sees them: the Prometheus endpoint on its
+//! own port, and JSON log lines with a request id and no personal data.
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::{ctx, keyfile, Server};
+use sessionbridge::pb;
+
+fn scrape(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+#[tokio::test]
+async fn metrics_show_the_stitch_rate_and_logs_hold_no_personal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path());
+    let port = common::free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--keys",
+            keys.to_str().unwrap(),
+            "--allowed-domains",
+            "brand.example,shop.example",
+            "--metrics-listen",
+            &metrics,
+            "--log-format",
+            "json",
+        ],
+    );
+    let mut c = server.client().await;
+    let email = "Observable.Person@Probe.example";
+    let ua = "Mozilla/5.0 (ObservabilityProbe/3.1)";
+    let ip = "192.0.2.219";
+    let mut source = ctx("www.brand.example", "");
+    source.user_agent = ua.into();
+    source.client_ip = ip.into();
+
+    let h = c
+        .record_handoff(pb::RecordHandoffRequest {
+            context: Some(source.clone()),
+            destination_url: "https://www.shop.example/cart".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut arrive = ctx("www.shop.example", "");
+    arrive.url = h.decorated_url.clone();
+    arrive.referer = "https://www.brand.example/".into();
+    arrive.user_agent = ua.into();
+    arrive.client_ip = ip.into();
+    for _ in 0..2 {
+        // The second is a replay.
+        c.resolve_session(pb::ResolveSessionRequest {
+            context: Some(arrive.clone()),
+            email: email.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let _ = c
+        .resolve_session(pb::ResolveSessionRequest {
+            context: Some(pb::RequestContext::default()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+
+    let text = scrape(port);
+    for expected in [
+        r#"sessionbridge_requests_total{rpc="RecordHandoff",code="Ok"} 1"#,
+        r#"sessionbridge_requests_total{rpc="ResolveSession",code="Ok"} 2"#,
+        r#"sessionbridge_requests_total{rpc="ResolveSession",code="InvalidArgument"} 1"#,
+        r#"sessionbridge_resolutions_total{method="token",source="brand.example"} 1"#,
+        // The replay still resolves: by the email the first call linked.
+        r#"sessionbridge_resolutions_total{method="user_id",source="brand.example"} 1"#,
+        r#"sessionbridge_rejected_evidence_total{evidence="token",reason="replayed"} 1"#,
+        r#"sessionbridge_request_duration_seconds_bucket{rpc="ResolveSession",le="+Inf"} 3"#,
+        "sessionbridge_store_up 1",
+    ] {
+        assert!(text.contains(expected), "metrics lack {expected}:\n{text}");
+    }
+
+    // Logs: JSON lines, a request id on every call line, no personal data.
+    let log = server.stderr();
+    let calls: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+        })
+        .filter(|v| v["message"] == "call")
+        .collect();
+    assert!(calls.len() >= 4, "{log}");
+    for v in &calls {
+        let id = v["span"]["request_id"].as_str().unwrap_or_default();
+        assert_eq!(id.len(), 16, "{v}");
+    }
+    let lower = log.to_ascii_lowercase();
+    for secret in [
+        "observable.person",
+        "observabilityprobe",
+        ip,
+        &h.token.to_ascii_lowercase(),
+    ] {
+        assert!(!lower.contains(secret), "{secret} in the log:\n{log}");
+    }
+}
