@@ -110,6 +110,16 @@ impl Server {
         child.wait().expect("wait")
     }
 
+    /// Kills the process at once (SIGKILL), as a crash or an OOM kill would,
+    /// and starts it again on the same directory with the same flags.
+    pub fn crash_and_restart(mut self) -> Server {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        Self::spawn(self.data_dir.clone(), self.args.clone())
+    }
+
     /// Stops this server cleanly and starts it again on the same directory
     /// with the same flags (on a new port).
     pub fn restart(mut self) -> Server {
