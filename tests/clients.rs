@@ -150,3 +150,22 @@ async fn readme_walkthrough_runs_with_grpcurl() {
         );
     }
 }
+
+/// The Helm chart's values validate against its schema, and typical
+/// mistakes are refused (templates are not rendered here: no `helm` binary
+/// is available to the tests).
+#[test]
+fn helm_values_match_their_schema() {
+    let bin = venv().join("bin");
+    let out = Command::new(bin.join("python"))
+        .arg(Path::new(ROOT).join("tests/python/chart_check.py"))
+        .arg(Path::new(ROOT).join("helm/sessionbridge"))
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
