@@ -20,6 +20,9 @@ use crate::store::{RedisStore, SledStore, Store};
 
 /// The service name health checks answer for, besides the server as a whole ("").
 pub const SERVICE_NAME: &str = "sessionbridge.v1.SessionBridgeService";
+/// The health service name for liveness probes: SERVING while the process
+/// runs, whatever the store's state.
+pub const LIVENESS: &str = "liveness";
 
 /// Loads the configured key file, or the development key in the data
 /// directory (with a warning: it works on this instance only).
@@ -95,6 +98,11 @@ async fn serve<S: Store + Clone>(
     ));
     // The store is open: SERVING from here, as long as it answers.
     set_health(&health, true).await;
+    // "liveness" only says the process serves gRPC: a store outage makes
+    // the instance unready, never a restart candidate.
+    health
+        .set_service_status(LIVENESS, ServingStatus::Serving)
+        .await;
     let watcher = tokio::spawn(health_loop(
         Arc::clone(&service),
         health.clone(),

@@ -226,6 +226,15 @@ async fn helm_chart_renders_and_its_configuration_runs() {
         .unwrap()
         .into_inner();
     assert_eq!(health.status, 1, "SERVING");
+    // The liveness probe's service, as the chart renders it.
+    let live = tonic_health::pb::health_client::HealthClient::new(server.channel().await)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "liveness".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(live.status, 1, "liveness SERVING");
     let mut c =
         sessionbridge::pb::session_bridge_service_client::SessionBridgeServiceClient::new(channel);
     let mut req = tonic::Request::new(sessionbridge::pb::ResolveSessionRequest {

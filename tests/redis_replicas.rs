@@ -232,6 +232,17 @@ async fn a_redis_outage_fails_fast_and_heals_without_a_restart() {
         );
     }
     wait_health(server, ServingStatus::NotServing, Duration::from_secs(5)).await;
+    // Liveness stays SERVING: an outage of the store is no reason to
+    // restart the process.
+    let live = HealthClient::new(server.channel().await)
+        .check(HealthCheckRequest {
+            service: "liveness".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status();
+    assert_eq!(live, ServingStatus::Serving);
     // Health itself keeps answering, and the process is up.
     assert!(server.child.as_ref().is_some());
 

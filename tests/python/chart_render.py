@@ -87,6 +87,7 @@ def main() -> int:
             assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"], sc
             assert not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"], sc
             assert "grpc" in c["readinessProbe"], c["readinessProbe"]
+            assert c["livenessProbe"]["grpc"]["service"] == "liveness", c["livenessProbe"]
             with open(os.path.join(out_dir, "args.txt"), "w") as f:
                 f.write("\n".join(c["args"]))
         print(f"{mode}: {len(docs)} manifests ok ({', '.join(kinds)})")

@@ -59,15 +59,17 @@ Your backend reaches it at 127.0.0.1:<grpc.port>.
       containerPort: {{ .Values.metrics.port }}
     {{- end }}
   # Readiness follows the store: NOT_SERVING while it does not answer and
-  # while draining. Liveness only asks whether the process accepts
-  # connections, so a store outage does not restart healthy pods.
+  # while draining. Liveness asks the "liveness" health service, SERVING
+  # while the process serves gRPC, so a store outage does not restart
+  # healthy pods.
   readinessProbe:
     grpc:
       port: {{ .Values.grpc.port }}
     periodSeconds: 5
   livenessProbe:
-    tcpSocket:
+    grpc:
       port: {{ .Values.grpc.port }}
+      service: liveness
     periodSeconds: 10
     failureThreshold: 6
   resources:
