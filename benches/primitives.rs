@@ -1,0 +1,77 @@
+//! Micro-benchmarks of the work every page view pays for: opening the own
+//! cookie, parsing a realistic Cookie header, sealing and opening a
+//! hand-off token, and checking a request context.
+//!
+//! `cargo bench --bench primitives`
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use sessionbridge::context::RawContext;
+use sessionbridge::cookie::{self, CookieScope};
+use sessionbridge::identity::{ClientId, Consent, SessionPolicy};
+use sessionbridge::keys::Keyring;
+use sessionbridge::token::{self, Claims};
+
+const KEYS: &str = r#"{"version":1,"pepper":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","keys":[{"id":"k1","secret":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE","current":true}]}"#;
+
+fn benches(c: &mut Criterion) {
+    let keys = Keyring::parse(KEYS, "bench").unwrap();
+    let identity = SessionPolicy::default().new_identity(
+        ClientId::from_parts(123_456_789, 1_700_000_000),
+        1_700_000_100,
+    );
+    let scope = CookieScope::Domain("example.com".into());
+    let own = cookie::seal_identity(&keys, &scope, "_sbid", &identity);
+    // A header as a real site sends it: analytics, consent and ad cookies.
+    let header = format!(
+        "_ga=GA1.1.1360384851.1661821242; _ga_ABC123=GS2.1.s1700000000$o5$g1$t1700000300$j0$l0$h0; \
+         _gcl_au=1.1.1234567890.1700000000; OptanonConsent=isGpcEnabled=0&datestamp=Mon+Nov+20; \
+         _fbp=fb.1.1700000000000.1234567890; cart=%7B%22items%22%3A3%7D; _sbid={own}; theme=dark"
+    );
+    let scopes = vec!["example.com".to_string(), "www.example.com".to_string()];
+
+    c.bench_function("cookie header parse + own cookie open", |b| {
+        b.iter(|| {
+            let v = cookie::values_named(&header, "_sbid");
+            cookie::open_identity(&keys, &scopes, "_sbid", v[0]).unwrap()
+        })
+    });
+    c.bench_function("own cookie seal", |b| {
+        b.iter(|| cookie::seal_identity(&keys, &scope, "_sbid", &identity))
+    });
+
+    let claims = Claims {
+        token_id: token::new_token_id(),
+        identity: identity.clone(),
+        issued_at: 1_700_000_100,
+        expires_at: 1_700_000_220,
+        max_uses: 1,
+        consent: Consent::Granted,
+        user_agent: None,
+        audience: vec![token::short_hash(&keys, "host", "checkout.example.net")],
+    };
+    let sealed = token::seal(&keys, &claims);
+    c.bench_function("token seal", |b| b.iter(|| token::seal(&keys, &claims)));
+    c.bench_function("token open", |b| {
+        b.iter(|| token::open(&keys, &sealed).unwrap())
+    });
+
+    c.bench_function("request context check", |b| {
+        b.iter(|| {
+            RawContext {
+                host: "www.example.com",
+                url: "https://www.example.com/products/tee?color=blue&utm_source=news",
+                referer: "https://www.google.com/",
+                user_agent: "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Version/17.1 Safari/605.1.15",
+                cookie_header: &header,
+                client_ip: "203.0.113.7",
+                accept_language: "en-US,en;q=0.9",
+                consent: None,
+            }
+            .check("context.", Consent::Granted)
+            .unwrap()
+        })
+    });
+}
+
+criterion_group!(primitives, benches);
+criterion_main!(primitives);
