@@ -1,0 +1,599 @@
+//! The whole comparison, in one process: starts sessionbridge servers
+//! (embedded store in both durability modes, Redis store, a 10-thousand and
+//! a many-million identity store), runs each workload side by side with its
+//! baseline, and reports every ratio against its target.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde::Serialize;
+use sessionbridge::keys::Keyring;
+use sessionbridge::store::{Durability, SledStore};
+use sessionbridge::store::{ClientRecord, ClientWrite, Store};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
+
+use crate::run::{self, print_table, Plan, Report};
+use crate::work::{self, Conn, Workload};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The sessionbridge binary [default: next to this one's directory].
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// Working directory for data directories and logs (emptied first).
+    #[arg(long, default_value = "target/bench-work")]
+    work: PathBuf,
+    /// PostgreSQL connection string for the SQL bridge baseline.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Redis URL for the Redis baselines.
+    #[arg(long)]
+    redis: Option<String>,
+    /// Seconds each side-by-side comparison measures (split in rounds).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Alternating rounds per comparison.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Identities in the large store.
+    #[arg(long, default_value_t = 10_000_000)]
+    identities: u64,
+    /// Identities in the store whose start-up time is measured.
+    #[arg(long, default_value_t = 1_000_000)]
+    startup_identities: u64,
+    /// Identities in the small store the large one is compared with.
+    #[arg(long, default_value_t = 10_000)]
+    small_identities: u64,
+    /// Write the full results as JSON here.
+    #[arg(long, default_value = "target/bench-report.json")]
+    out: PathBuf,
+}
+
+/// One target of the performance issue, with its measured value.
+#[derive(Debug, Serialize)]
+struct Target {
+    what: String,
+    measured: f64,
+    target: String,
+    met: bool,
+}
+
+#[derive(Default, Serialize)]
+struct Results {
+    machine: Machine,
+    sections: Vec<(String, Vec<Report>)>,
+    facts: Vec<(String, String)>,
+    targets: Vec<Target>,
+}
+
+#[derive(Default, Serialize)]
+struct Machine {
+    cpus: usize,
+    cpu_model: String,
+    memory: String,
+    kernel: String,
+}
+
+impl Machine {
+    fn read() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|s| s.trim_start_matches([' ', '\t', ':']).to_string())
+                .unwrap_or_default(),
+            memory: meminfo.lines().next().unwrap_or_default().to_string(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        }
+    }
+}
+
+impl Results {
+    fn section(&mut self, title: &str, reports: Vec<Report>) -> Vec<Report> {
+        print_table(title, &reports);
+        for r in &reports {
+            if r.errors > 0 {
+                println!(
+                    "  !! {} had {} errors: {}",
+                    r.workload,
+                    r.errors,
+                    r.first_error.clone().unwrap_or_default()
+                );
+            }
+        }
+        self.sections.push((title.to_string(), reports.clone()));
+        reports
+    }
+
+    fn fact(&mut self, what: &str, value: String) {
+        println!("  {what}: {value}");
+        self.facts.push((what.to_string(), value));
+    }
+
+    /// A ratio that should be at most `max` (lower is better).
+    fn at_most(&mut self, what: &str, measured: f64, max: f64) {
+        self.targets.push(Target {
+            what: what.to_string(),
+            measured,
+            target: format!("≤ {max}x"),
+            met: measured <= max,
+        });
+    }
+
+    /// A ratio that should be at least `min`.
+    fn at_least(&mut self, what: &str, measured: f64, min: f64) {
+        self.targets.push(Target {
+            what: what.to_string(),
+            measured,
+            target: format!("≥ {min}x"),
+            met: measured >= min,
+        });
+    }
+}
+
+/// A server process, killed when dropped.
+pub struct Proc {
+    child: Child,
+    pub addr: String,
+    /// From spawn until health reported SERVING.
+    pub ready_after: Duration,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn rss_mib(&self) -> f64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+struct Env {
+    server: PathBuf,
+    keys_path: PathBuf,
+    work: PathBuf,
+}
+
+impl Env {
+    /// Starts a server on `data_dir` with extra flags and waits for SERVING.
+    async fn start(&self, name: &str, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Proc> {
+        let log = std::fs::File::create(self.work.join(format!("{name}.log")))?;
+        let started = Instant::now();
+        let mut child = Command::new(&self.server)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--allowed-domains", work::ALLOWED])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--keys")
+            .arg(&self.keys_path)
+            .args(extra)
+            .env("SESSIONBRIDGE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {}", self.server.display()))?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let Some(addr) = line.trim().strip_prefix("sessionbridge listening on ") else {
+            let _ = child.kill();
+            bail!(
+                "{name} did not start (see {}): {line:?}",
+                self.work.join(format!("{name}.log")).display()
+            );
+        };
+        let mut proc = Proc {
+            child,
+            addr: addr.to_string(),
+            ready_after: Duration::ZERO,
+        };
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?;
+        let mut health = HealthClient::new(ch);
+        loop {
+            let r = health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            if matches!(r, Ok(r) if r.get_ref().status == ServingStatus::Serving as i32) {
+                break;
+            }
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "{name} never SERVING");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        proc.ready_after = started.elapsed();
+        Ok(proc)
+    }
+}
+
+/// Creates the seed document's bridge table with its index and `rows`
+/// hand-offs of other visitors spread over the last minute.
+pub async fn prepare_sql(conn: &Conn, rows: u64) -> anyhow::Result<()> {
+    let pg = conn.pg.as_ref().context("no PostgreSQL connection")?;
+    let now = sessionbridge::service::now_unix();
+    pg.batch_execute(
+        "DROP TABLE IF EXISTS session_bridge;
+         CREATE TABLE session_bridge (
+             session_id    text   NOT NULL,
+             source_domain text   NOT NULL,
+             created_at    bigint NOT NULL,
+             user_agent    text   NOT NULL);
+         CREATE INDEX session_bridge_lookup
+             ON session_bridge (source_domain, user_agent, created_at);",
+    )
+    .await?;
+    if rows > 0 {
+        pg.execute(
+            "INSERT INTO session_bridge
+             SELECT 'seed' || g, (ARRAY['shop.example.com','blog.example.com','example.org'])[1 + g % 3],
+                    $1 - (g % 60), 'Mozilla/5.0 (Seed) Visitor/' || g
+             FROM generate_series(1, $2::bigint) AS g",
+            &[&now, &(rows as i64)],
+        )
+        .await?;
+    }
+    pg.batch_execute("ANALYZE session_bridge").await?;
+    Ok(())
+}
+
+/// The key a bare Redis GET reads: a 100-byte value.
+pub async fn prepare_redis(conn: &Conn) -> anyhow::Result<()> {
+    let mut r = conn.redis.clone().context("no Redis connection")?;
+    redis::cmd("SET")
+        .arg("bench:key")
+        .arg(vec![b'x'; 100])
+        .query_async::<()>(&mut r)
+        .await?;
+    Ok(())
+}
+
+/// Writes identities `from..to` straight into a sled data directory, as the
+/// server would have stored them.
+async fn populate(
+    dir: &Path,
+    keys: &Keyring,
+    created: u32,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<()> {
+    let store = SledStore::open(
+        dir,
+        Durability::Interval,
+        Duration::from_secs(3600),
+        &keys.store_seal,
+    )?;
+    let now = sessionbridge::service::now_unix();
+    let started = Instant::now();
+    let tasks = 4u64;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut i = from + t;
+            while i < to {
+                let record = ClientRecord {
+                    identity: work::stored_identity(i, created, now),
+                    user_keys: Vec::new(),
+                };
+                store
+                    .put_client(ClientWrite {
+                        record: &record,
+                        link: &[],
+                        expires_at: now + 400 * 86_400,
+                        history: 10,
+                    })
+                    .await?;
+                i += tasks;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    store.flush().await?;
+    println!(
+        "  stored identities {from}..{to} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Bytes the files under `dir` occupy on disk.
+fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        f64::INFINITY
+    }
+}
+
+pub async fn main(a: Args) -> anyhow::Result<()> {
+    let server = match a.server {
+        Some(s) => s,
+        None => {
+            let me = std::env::current_exe()?;
+            // target/<profile>/examples/loadgen -> target/<profile>/sessionbridge
+            me.parent()
+                .and_then(Path::parent)
+                .map(|p| p.join("sessionbridge"))
+                .context("cannot find the server binary; pass --server")?
+        }
+    };
+    anyhow::ensure!(server.exists(), "no server binary at {}", server.display());
+    anyhow::ensure!(a.rounds >= 1, "--rounds must be at least 1");
+    let _ = std::fs::remove_dir_all(&a.work);
+    std::fs::create_dir_all(&a.work)?;
+    let keys_path = a.work.join("keys.json");
+    sessionbridge::keys::generate(&keys_path, "bench")?;
+    let keys = Arc::new(Keyring::load(&keys_path)?);
+    let env = Env {
+        server,
+        keys_path,
+        work: a.work.clone(),
+    };
+    let mut res = Results {
+        machine: Machine::read(),
+        ..Default::default()
+    };
+    println!(
+        "# sessionbridge comparison: {} CPUs ({}), {}",
+        res.machine.cpus, res.machine.cpu_model, res.machine.memory
+    );
+    let secs = Duration::from_secs_f64(a.duration);
+    let warm = Duration::from_secs(1);
+    let one = |in_flight| Plan {
+        in_flight,
+        duration: secs,
+        requests: None,
+        warmup: warm,
+    };
+
+    // 1. Cookie hit against the floor, on the embedded store.
+    let main_srv = env.start("main", &a.work.join("main"), &[]).await?;
+    let c1 = work::grpc_conns(&main_srv.addr, 1).await?;
+    let headers = work::captured_cookie_headers(&c1[0], 1000).await?;
+    let health = Arc::new(Workload::Health);
+    let cookie = Arc::new(Workload::ResolveCookie { headers });
+    let r = res.section(
+        "Cookie hit against the floor, 1 connection, 1 in flight",
+        run::side_by_side(
+            &[(health.clone(), c1.clone()), (cookie.clone(), c1.clone())],
+            one(1),
+            a.rounds,
+        )
+        .await,
+    );
+    res.at_most("cookie-hit ResolveSession p50 / health p50 (1 in flight)", ratio(r[1].p50_us, r[0].p50_us), 1.3);
+    res.at_most("cookie-hit ResolveSession p99 / health p99 (1 in flight)", ratio(r[1].p99_us, r[0].p99_us), 1.3);
+    let r = res.section(
+        "Cookie hit against the floor, 1 connection, 64 in flight",
+        run::side_by_side(
+            &[(health.clone(), c1.clone()), (cookie.clone(), c1.clone())],
+            one(64),
+            a.rounds,
+        )
+        .await,
+    );
+    res.at_least(
+        "cookie-hit ResolveSession req/s / health req/s (64 in flight)",
+        ratio(r[1].per_second, r[0].per_second),
+        0.75,
+    );
+
+    // 2. The referrer bridge against the seed's SQL bridge.
+    let bridge = Arc::new(Workload::Bridge);
+    if let Some(pg) = &a.postgres {
+        let pgc = work::pg_conns(pg, 1).await?;
+        prepare_sql(&pgc[0], 200_000).await?;
+        res.fact("SQL bridge table", "200000 other hand-offs, index (source_domain, user_agent, created_at)".into());
+        let sql = Arc::new(Workload::SqlBridge);
+        let r = res.section(
+            "Referrer bridge: sessionbridge against the SQL bridge, 1 connection, 1 in flight",
+            run::side_by_side(&[(bridge.clone(), c1.clone()), (sql.clone(), pgc.clone())], one(1), a.rounds)
+                .await,
+        );
+        res.at_least(
+            "SQL bridge p50 / sessionbridge bridge resolve p50 (1 in flight)",
+            ratio(r[1].p50_us, r[0].p50_us),
+            2.0,
+        );
+        let pg16 = work::pg_conns(pg, 16).await?;
+        let r = res.section(
+            "Referrer bridge: sessionbridge against the SQL bridge, 16 in flight",
+            run::side_by_side(&[(bridge.clone(), c1.clone()), (sql, pg16)], one(16), a.rounds).await,
+        );
+        res.fact(
+            "bridge throughput, sessionbridge / SQL (16 in flight)",
+            format!("{:.2}x", ratio(r[0].per_second, r[1].per_second)),
+        );
+    } else {
+        println!("\n(no --postgres: SQL bridge baseline skipped)");
+    }
+
+    // 3. Redis: a bare GET, and the service on the Redis store.
+    if let Some(url) = &a.redis {
+        let rc = work::redis_conns(url, 1).await?;
+        prepare_redis(&rc[0]).await?;
+        let srv = env
+            .start("redis-store", &a.work.join("unused"), &["--store", "redis", "--redis-urls", url])
+            .await?;
+        let sc = work::grpc_conns(&srv.addr, 1).await?;
+        let headers = work::captured_cookie_headers(&sc[0], 1000).await?;
+        res.section(
+            "Redis: bare GET, and sessionbridge on the Redis store, 1 connection, 1 in flight",
+            run::side_by_side(
+                &[
+                    (Arc::new(Workload::RedisGet), rc),
+                    (health.clone(), sc.clone()),
+                    (Arc::new(Workload::ResolveCookie { headers }), sc.clone()),
+                    (bridge.clone(), sc),
+                ],
+                one(1),
+                a.rounds,
+            )
+            .await,
+        );
+    } else {
+        println!("\n(no --redis: Redis baselines skipped)");
+    }
+    drop(main_srv);
+
+    // 4. Durable writes against interval writes.
+    let interval = env.start("interval", &a.work.join("interval"), &["--durability", "interval"]).await?;
+    let sync = env.start("sync", &a.work.join("sync"), &["--durability", "sync"]).await?;
+    let ic = work::grpc_conns(&interval.addr, 1).await?;
+    let sc = work::grpc_conns(&sync.addr, 1).await?;
+    let new = Arc::new(Workload::ResolveNew);
+    for in_flight in [1, 8, 64] {
+        let r = res.section(
+            &format!("New visitors (one record written each): interval flush against durable, {in_flight} in flight"),
+            run::side_by_side(&[(new.clone(), ic.clone()), (new.clone(), sc.clone())], one(in_flight), a.rounds)
+                .await,
+        );
+        let what = format!("durable writes/s / interval writes/s ({in_flight} in flight)");
+        if in_flight == 64 {
+            res.at_least(&what, ratio(r[1].per_second, r[0].per_second), 0.5);
+        } else {
+            res.fact(&what, format!("{:.2}x", ratio(r[1].per_second, r[0].per_second)));
+        }
+    }
+    drop((interval, sync));
+
+    // 5. Scale: start-up with many records, then a large store against a
+    // small one.
+    let created = (sessionbridge::service::now_unix() - 86_400) as u32;
+    let small_dir = a.work.join("small");
+    let big_dir = a.work.join("big");
+    populate(&small_dir, &keys, created, 0, a.small_identities).await?;
+    let startup_n = a.startup_identities.min(a.identities);
+    populate(&big_dir, &keys, created, 0, startup_n).await?;
+    {
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let p = env.start("startup", &big_dir, &[]).await?;
+            times.push(p.ready_after.as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        res.fact(
+            &format!("start to SERVING with {startup_n} identities (median of 3)"),
+            format!("{:.2} s", times[1]),
+        );
+    }
+    populate(&big_dir, &keys, created, startup_n, a.identities).await?;
+    let small = env.start("small", &small_dir, &[]).await?;
+    let big = env.start("big", &big_dir, &[]).await?;
+    res.fact(
+        &format!("start to SERVING with {} identities", a.identities),
+        format!("{:.2} s", big.ready_after.as_secs_f64()),
+    );
+    let small_c = work::grpc_conns(&small.addr, 1).await?;
+    let big_c = work::grpc_conns(&big.addr, 1).await?;
+    let stored = |count| {
+        Arc::new(Workload::ResolveStored {
+            keys: Arc::clone(&keys),
+            count,
+            created,
+        })
+    };
+    let r = res.section(
+        &format!(
+            "Cookie hits on random stored identities: {} against {} identities, 8 in flight",
+            a.identities, a.small_identities
+        ),
+        run::side_by_side(
+            &[(stored(a.small_identities), small_c), (stored(a.identities), big_c)],
+            one(8),
+            a.rounds,
+        )
+        .await,
+    );
+    res.at_most(
+        &format!("p99 with {} identities / p99 with {}", a.identities, a.small_identities),
+        ratio(r[1].p99_us, r[0].p99_us),
+        1.5,
+    );
+    let bytes = disk_bytes(&big_dir);
+    res.fact(
+        &format!("disk with {} identities", a.identities),
+        format!(
+            "{:.1} MiB, {:.0} bytes per identity",
+            bytes as f64 / 1048576.0,
+            bytes as f64 / a.identities as f64
+        ),
+    );
+    res.fact(
+        "resident memory after the run",
+        format!(
+            "{:.0} MiB with {} identities, {:.0} MiB with {}",
+            big.rss_mib(),
+            a.identities,
+            small.rss_mib(),
+            a.small_identities
+        ),
+    );
+    drop((small, big));
+
+    println!("\n## Targets\n");
+    println!("| {:<70} | {:>9} | {:>8} | {:<4} |", "ratio", "measured", "target", "met");
+    println!("|{:-<72}|{:->11}|{:->10}|{:-<6}|", "", "", "", "");
+    for t in &res.targets {
+        println!(
+            "| {:<70} | {:>8.2}x | {:>8} | {:<4} |",
+            t.what,
+            t.measured,
+            t.target,
+            if t.met { "yes" } else { "NO" }
+        );
+    }
+    if let Some(dir) = a.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&a.out, serde_json::to_string_pretty(&res)? + "\n")?;
+    println!("\nfull results: {}", a.out.display());
+    let failed: u64 = res.sections.iter().flat_map(|(_, r)| r).map(|r| r.errors).sum();
+    anyhow::ensure!(failed == 0, "{failed} requests failed; see the tables above");
+    Ok(())
+}
