@@ -82,6 +82,12 @@ pub struct Config {
     pub cookie_name: String,
     /// Inactivity after which the next hit starts a new session.
     pub session_timeout_secs: u64,
+    /// A hit that changes nothing but the time of the last hit rewrites the
+    /// stored record only when the stored time is at least this old; the
+    /// cookie always carries the exact time. 0: write on every hit. Capped
+    /// at a tenth of `session_timeout_secs`, so a stale stored time can
+    /// never end a session early by more than that.
+    pub touch_write_secs: u64,
     /// Lifetime of an identity (cookie Max-Age and stored record), in days;
     /// at most 400, the cap browsers apply.
     pub identity_ttl_days: u32,
@@ -149,6 +155,7 @@ impl Default for Config {
             allowed_domains: Vec::new(),
             cookie_name: "_sbid".into(),
             session_timeout_secs: 30 * 60,
+            touch_write_secs: 60,
             identity_ttl_days: 400,
             ga_cookie: false,
             default_consent: Consent::Granted,
@@ -243,6 +250,11 @@ pub struct Overrides {
     /// Session inactivity timeout in seconds [default: 1800].
     #[arg(long, env = "SESSIONBRIDGE_SESSION_TIMEOUT_SECS")]
     pub session_timeout_secs: Option<u64>,
+    /// Rewrite a record on a hit that changes nothing else only when its
+    /// stored last-hit time is this old, in seconds; 0 writes every hit
+    /// [default: 60].
+    #[arg(long, env = "SESSIONBRIDGE_TOUCH_WRITE_SECS")]
+    pub touch_write_secs: Option<u64>,
     /// Identity lifetime in days, at most 400 [default: 400].
     #[arg(long, env = "SESSIONBRIDGE_IDENTITY_TTL_DAYS")]
     pub identity_ttl_days: Option<u32>,
@@ -361,6 +373,7 @@ impl Config {
             allowed_domains,
             cookie_name,
             session_timeout_secs,
+            touch_write_secs,
             identity_ttl_days,
             ga_cookie,
             default_consent,

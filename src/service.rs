@@ -40,6 +40,9 @@ pub struct Settings {
     pub allowed: AllowedDomains,
     pub cookie_name: String,
     pub identity_ttl_secs: i64,
+    /// A hit that changes nothing but the last-hit time is written only
+    /// when the stored time is at least this old.
+    pub touch_write_secs: i64,
     pub ga_cookie: bool,
     pub default_consent: Consent,
     pub user_history: usize,
@@ -63,6 +66,7 @@ impl Settings {
                 .expect("checked with the config"),
             cookie_name: cfg.cookie_name.clone(),
             identity_ttl_secs: cfg.identity_ttl_secs(),
+            touch_write_secs: cfg.touch_write_secs.min(cfg.session_timeout_secs / 10) as i64,
             ga_cookie: cfg.ga_cookie,
             default_consent: cfg.default_consent,
             user_history: cfg.user_history,
@@ -320,10 +324,13 @@ impl<S: Store> Service<S> {
         let new_session =
             new_client || (!input.passive && self.settings.policy.touch(&mut identity, now));
 
-        let mut user_keys = record.map(|r| r.user_keys).unwrap_or_default();
         if let Some(uid) = &input.user.user_id {
             identity.user_id = Some(uid.clone());
         }
+        let fresh = record.as_ref().is_some_and(|stored| {
+            input.user.keys.is_empty() && self.only_touched(&stored.identity, &identity)
+        });
+        let mut user_keys = record.map(|r| r.user_keys).unwrap_or_default();
         for k in &input.user.keys {
             if !user_keys.contains(k) {
                 user_keys.push(*k);
@@ -333,14 +340,19 @@ impl<S: Store> Service<S> {
             identity,
             user_keys,
         };
-        self.store
-            .put_client(ClientWrite {
-                record: &record,
-                link: &input.user.keys,
-                expires_at: now + self.settings.identity_ttl_secs,
-                history: self.settings.user_history,
-            })
-            .await?;
+        // Most page views change nothing but the time of the last hit, which
+        // the refreshed cookie carries exactly; the stored copy is rewritten
+        // once it is `touch_write_secs` old.
+        if !fresh {
+            self.store
+                .put_client(ClientWrite {
+                    record: &record,
+                    link: &input.user.keys,
+                    expires_at: now + self.settings.identity_ttl_secs,
+                    history: self.settings.user_history,
+                })
+                .await?;
+        }
         let identity = record.identity;
         let cookies = if input.passive {
             Vec::new()
@@ -358,6 +370,17 @@ impl<S: Store> Service<S> {
             clean_url,
             persisted: true,
         })
+    }
+
+    /// Whether `now` differs from the stored identity only by a last-hit
+    /// time that is not yet `touch_write_secs` newer.
+    fn only_touched(&self, stored: &Identity, now: &Identity) -> bool {
+        stored.client_id == now.client_id
+            && stored.session_id == now.session_id
+            && stored.session_number == now.session_number
+            && stored.user_id == now.user_id
+            && now.last_seen >= stored.last_seen
+            && now.last_seen - stored.last_seen < self.settings.touch_write_secs
     }
 
     /// The request URL without hand-off parameters, when it had any.

@@ -513,3 +513,67 @@ async fn health_reports_serving_then_not_serving_while_draining() {
     assert!(status.success(), "clean exit after drain: {status}");
     assert!(server.stderr().contains("store flushed"));
 }
+
+/// A page view that changes nothing but the time of the last hit does not
+/// rewrite the stored record until the stored time is `touch_write_secs`
+/// old; the cookie carries the exact time meanwhile. With 0, every hit
+/// writes.
+#[tokio::test]
+async fn hits_that_only_touch_are_written_once_the_stored_time_is_old() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, touch, rewritten) in [("lazy", "60", false), ("eager", "0", true)] {
+        let server = Server::start(&dir.path().join(name), &["--touch-write-secs", touch]);
+        let mut c = server.client().await;
+        let user = format!("u-touch-{name}");
+        let login = c
+            .resolve_session(pb::ResolveSessionRequest {
+                context: Some(ctx("a.example", "")),
+                user_id: user.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let t0 = login.identity.unwrap().last_seen_unix;
+        // Into the next second.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let hit = c
+            .resolve_session(resolve_req(ctx(
+                "a.example",
+                &cookie_header(&login.cookies),
+            )))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(hit.method, ResolutionMethod::Cookie as i32);
+        assert!(!hit.new_session);
+        let seen = hit.identity.unwrap();
+        assert!(seen.last_seen_unix > t0, "{name}: the answer has the hit's time");
+        assert_eq!(seen.user_id, user, "{name}: the user id comes from the store");
+        let stored = c
+            .lookup_by_user(pb::LookupByUserRequest {
+                user: Some(pb::lookup_by_user_request::User::UserId(user.clone())),
+                limit: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .identity
+            .unwrap();
+        if rewritten {
+            assert_eq!(stored.last_seen_unix, seen.last_seen_unix, "{name}");
+        } else {
+            assert_eq!(stored.last_seen_unix, t0, "{name}: not rewritten yet");
+        }
+        // The next hit with the refreshed cookie continues the same session
+        // either way.
+        let again = c
+            .resolve_session(resolve_req(ctx("a.example", &cookie_header(&hit.cookies))))
+            .await
+            .unwrap()
+            .into_inner();
+        let again = again.identity.unwrap();
+        assert_eq!(again.session_id, seen.session_id);
+        assert_eq!(again.client_id, seen.client_id);
+    }
+}
