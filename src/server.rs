@@ -138,8 +138,9 @@ async fn serve<S: Store + Clone>(
             // segment waits for the client's delayed ACK: 40 ms per call.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             async move {
-            serve_shutdown.wait().await;
-        });
+                serve_shutdown.wait().await;
+            },
+        );
 
     tracing::info!(%addr, tls = cfg.tls_cert.is_some(), mutual_tls = cfg.tls_client_ca.is_some(), bearer_auth = cfg.auth_token_file.is_some(), store = ?cfg.store, data_dir = %cfg.data_dir.display(), durability = ?cfg.durability, "serving");
     println!("sessionbridge listening on {addr}");

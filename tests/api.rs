@@ -548,8 +548,14 @@ async fn hits_that_only_touch_are_written_once_the_stored_time_is_old() {
         assert_eq!(hit.method, ResolutionMethod::Cookie as i32);
         assert!(!hit.new_session);
         let seen = hit.identity.unwrap();
-        assert!(seen.last_seen_unix > t0, "{name}: the answer has the hit's time");
-        assert_eq!(seen.user_id, user, "{name}: the user id comes from the store");
+        assert!(
+            seen.last_seen_unix > t0,
+            "{name}: the answer has the hit's time"
+        );
+        assert_eq!(
+            seen.user_id, user,
+            "{name}: the user id comes from the store"
+        );
         let stored = c
             .lookup_by_user(pb::LookupByUserRequest {
                 user: Some(pb::lookup_by_user_request::User::UserId(user.clone())),

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde::Serialize;
 use sessionbridge::keys::Keyring;
-use sessionbridge::store::{Durability, SledStore};
 use sessionbridge::store::{ClientRecord, ClientWrite, Store};
+use sessionbridge::store::{Durability, SledStore};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
 
@@ -159,8 +159,8 @@ impl Drop for Proc {
 
 impl Proc {
     fn rss_mib(&self) -> f64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -182,7 +182,12 @@ impl Env {
         let started = Instant::now();
         let mut child = Command::new(&self.server)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--allowed-domains", work::ALLOWED])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--allowed-domains",
+                work::ALLOWED,
+            ])
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--keys")
@@ -220,7 +225,10 @@ impl Env {
             if matches!(r, Ok(r) if r.get_ref().status == ServingStatus::Serving as i32) {
                 break;
             }
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "{name} never SERVING");
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "{name} never SERVING"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         proc.ready_after = started.elapsed();
@@ -406,8 +414,16 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         )
         .await,
     );
-    res.at_most("cookie-hit ResolveSession p50 / health p50 (1 in flight)", ratio(r[1].p50_us, r[0].p50_us), 1.3);
-    res.at_most("cookie-hit ResolveSession p99 / health p99 (1 in flight)", ratio(r[1].p99_us, r[0].p99_us), 1.3);
+    res.at_most(
+        "cookie-hit ResolveSession p50 / health p50 (1 in flight)",
+        ratio(r[1].p50_us, r[0].p50_us),
+        1.3,
+    );
+    res.at_most(
+        "cookie-hit ResolveSession p99 / health p99 (1 in flight)",
+        ratio(r[1].p99_us, r[0].p99_us),
+        1.3,
+    );
     let r = res.section(
         "Cookie hit against the floor, 1 connection, 64 in flight",
         run::side_by_side(
@@ -428,12 +444,19 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
     if let Some(pg) = &a.postgres {
         let pgc = work::pg_conns(pg, 1).await?;
         prepare_sql(&pgc[0], 200_000).await?;
-        res.fact("SQL bridge table", "200000 other hand-offs, index (source_domain, user_agent, created_at)".into());
+        res.fact(
+            "SQL bridge table",
+            "200000 other hand-offs, index (source_domain, user_agent, created_at)".into(),
+        );
         let sql = Arc::new(Workload::SqlBridge);
         let r = res.section(
             "Referrer bridge: sessionbridge against the SQL bridge, 1 connection, 1 in flight",
-            run::side_by_side(&[(bridge.clone(), c1.clone()), (sql.clone(), pgc.clone())], one(1), a.rounds)
-                .await,
+            run::side_by_side(
+                &[(bridge.clone(), c1.clone()), (sql.clone(), pgc.clone())],
+                one(1),
+                a.rounds,
+            )
+            .await,
         );
         res.at_least(
             "SQL bridge p50 / sessionbridge bridge resolve p50 (1 in flight)",
@@ -443,7 +466,12 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         let pg16 = work::pg_conns(pg, 16).await?;
         let r = res.section(
             "Referrer bridge: sessionbridge against the SQL bridge, 16 in flight",
-            run::side_by_side(&[(bridge.clone(), c1.clone()), (sql, pg16)], one(16), a.rounds).await,
+            run::side_by_side(
+                &[(bridge.clone(), c1.clone()), (sql, pg16)],
+                one(16),
+                a.rounds,
+            )
+            .await,
         );
         res.fact(
             "bridge throughput, sessionbridge / SQL (16 in flight)",
@@ -458,7 +486,11 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         let rc = work::redis_conns(url, 1).await?;
         prepare_redis(&rc[0]).await?;
         let srv = env
-            .start("redis-store", &a.work.join("unused"), &["--store", "redis", "--redis-urls", url])
+            .start(
+                "redis-store",
+                &a.work.join("unused"),
+                &["--store", "redis", "--redis-urls", url],
+            )
             .await?;
         let sc = work::grpc_conns(&srv.addr, 1).await?;
         let headers = work::captured_cookie_headers(&sc[0], 1000).await?;
@@ -482,8 +514,16 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
     drop(main_srv);
 
     // 4. Durable writes against interval writes.
-    let interval = env.start("interval", &a.work.join("interval"), &["--durability", "interval"]).await?;
-    let sync = env.start("sync", &a.work.join("sync"), &["--durability", "sync"]).await?;
+    let interval = env
+        .start(
+            "interval",
+            &a.work.join("interval"),
+            &["--durability", "interval"],
+        )
+        .await?;
+    let sync = env
+        .start("sync", &a.work.join("sync"), &["--durability", "sync"])
+        .await?;
     let ic = work::grpc_conns(&interval.addr, 1).await?;
     let sc = work::grpc_conns(&sync.addr, 1).await?;
     let new = Arc::new(Workload::ResolveNew);
@@ -497,7 +537,10 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         if in_flight == 64 {
             res.at_least(&what, ratio(r[1].per_second, r[0].per_second), 0.5);
         } else {
-            res.fact(&what, format!("{:.2}x", ratio(r[1].per_second, r[0].per_second)));
+            res.fact(
+                &what,
+                format!("{:.2}x", ratio(r[1].per_second, r[0].per_second)),
+            );
         }
     }
     drop((interval, sync));
@@ -544,14 +587,20 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
             a.identities, a.small_identities
         ),
         run::side_by_side(
-            &[(stored(a.small_identities), small_c), (stored(a.identities), big_c)],
+            &[
+                (stored(a.small_identities), small_c),
+                (stored(a.identities), big_c),
+            ],
             one(8),
             a.rounds,
         )
         .await,
     );
     res.at_most(
-        &format!("p99 with {} identities / p99 with {}", a.identities, a.small_identities),
+        &format!(
+            "p99 with {} identities / p99 with {}",
+            a.identities, a.small_identities
+        ),
         ratio(r[1].p99_us, r[0].p99_us),
         1.5,
     );
@@ -577,7 +626,10 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
     drop((small, big));
 
     println!("\n## Targets\n");
-    println!("| {:<70} | {:>9} | {:>8} | {:<4} |", "ratio", "measured", "target", "met");
+    println!(
+        "| {:<70} | {:>9} | {:>8} | {:<4} |",
+        "ratio", "measured", "target", "met"
+    );
     println!("|{:-<72}|{:->11}|{:->10}|{:-<6}|", "", "", "", "");
     for t in &res.targets {
         println!(
@@ -593,7 +645,15 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
     }
     std::fs::write(&a.out, serde_json::to_string_pretty(&res)? + "\n")?;
     println!("\nfull results: {}", a.out.display());
-    let failed: u64 = res.sections.iter().flat_map(|(_, r)| r).map(|r| r.errors).sum();
-    anyhow::ensure!(failed == 0, "{failed} requests failed; see the tables above");
+    let failed: u64 = res
+        .sections
+        .iter()
+        .flat_map(|(_, r)| r)
+        .map(|r| r.errors)
+        .sum();
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} requests failed; see the tables above"
+    );
     Ok(())
 }

@@ -215,7 +215,16 @@ pub fn print_table(title: &str, reports: &[Report]) {
     println!("\n## {title}\n");
     println!(
         "| {:<34} | {:>5} | {:>5} | {:>9} | {:>6} | {:>10} | {:>8} | {:>8} | {:>8} | {:>8} |",
-        "workload", "conns", "infl", "requests", "errors", "req/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs"
+        "workload",
+        "conns",
+        "infl",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9 µs"
     );
     println!(
         "|{:-<36}|{:->7}|{:->7}|{:->11}|{:->8}|{:->12}|{:->10}|{:->10}|{:->10}|{:->10}|",

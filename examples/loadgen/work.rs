@@ -301,7 +301,10 @@ async fn resolve_expect(
 
 /// The client id of stored identity number `i` (see `populate`).
 pub fn stored_client_id(i: u64, created: u32) -> ClientId {
-    ClientId::from_parts((i as u32).wrapping_add(1), created.wrapping_sub((i >> 32) as u32))
+    ClientId::from_parts(
+        (i as u32).wrapping_add(1),
+        created.wrapping_sub((i >> 32) as u32),
+    )
 }
 
 /// The identity `populate` stores as number `i`: seen a minute ago.

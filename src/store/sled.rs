@@ -69,7 +69,14 @@ pub struct SledStore {
     expiry: sled::Tree,
     commit: Option<Arc<GroupCommit>>,
     sealer: Sealer,
+    /// Serialize writes of one key (by the key's first byte) between the
+    /// plain writes of [`put_plain`] and the transactions that touch the
+    /// same record. The directory is locked to this process, so in-process
+    /// locks are enough.
+    stripes: Arc<[std::sync::Mutex<()>; STRIPES]>,
 }
+
+const STRIPES: usize = 64;
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -238,6 +245,46 @@ fn put_ttl(
     Ok(())
 }
 
+/// Inserts one record with its expiry index entry without a transaction
+/// (a multi-tree transaction costs several times a plain write in sled).
+/// Safe because the index entry is written before the record, the old entry
+/// is removed only after the record no longer needs it, writes of one key
+/// are serialized by the caller's stripe lock, and the sweeper deletes a
+/// record only after reading its own expiry: a crash between the steps can
+/// leave a surplus index entry, never a record without one.
+fn put_plain(
+    tree: &sled::Tree,
+    expiry: &sled::Tree,
+    kind: u8,
+    key: &[u8],
+    body: &[u8],
+    expires_at: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    let bucket = bucket_of(expires_at, now);
+    let entry = expiry_key(bucket, kind, key);
+    if let Some(old) = tree.get(key).map_err(unavailable)? {
+        if open_envelope(&old)?.1 == bucket {
+            tree.insert(key, envelope(expires_at, bucket, body))
+                .map_err(unavailable)?;
+            return Ok(());
+        }
+    }
+    expiry.insert(&entry, &[]).map_err(unavailable)?;
+    let old = tree
+        .insert(key, envelope(expires_at, bucket, body))
+        .map_err(unavailable)?;
+    if let Some(old) = old {
+        let (_, old_bucket, _) = open_envelope(&old)?;
+        if old_bucket != bucket {
+            expiry
+                .remove(expiry_key(old_bucket, kind, key))
+                .map_err(unavailable)?;
+        }
+    }
+    Ok(())
+}
+
 fn remove_ttl(
     tree: &TransactionalTree,
     expiry: &TransactionalTree,
@@ -285,6 +332,7 @@ impl SledStore {
             bridge: tree("bridge")?,
             expiry: tree("expiry")?,
             commit: None,
+            stripes: Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(()))),
             sealer: Sealer {
                 key: Arc::new(seal_key.clone()),
             },
@@ -323,6 +371,11 @@ impl SledStore {
         });
         self.commit = Some(gc);
         self
+    }
+
+    fn stripe(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        let i = key.first().copied().unwrap_or(0) as usize % STRIPES;
+        self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Resolves once the writes made so far are durable as configured.
@@ -368,6 +421,20 @@ impl Store for SledStore {
         let id = w.record.identity.client_id;
         let key = self.sealer.client_key(id);
         let body = seal(&self.sealer.client_cipher(id), &key, &encode(w.record));
+        let _stripe = self.stripe(&key);
+        if w.link.is_empty() {
+            put_plain(
+                &self.clients,
+                &self.expiry,
+                KIND_CLIENT,
+                &key,
+                &body,
+                w.expires_at,
+                now,
+            )?;
+            drop(_stripe);
+            return self.durable().await;
+        }
         let entry = UserEntry {
             client_id: w.record.identity.client_id,
             linked_at: now,
@@ -404,6 +471,7 @@ impl Store for SledStore {
                 Ok(())
             })
             .map_err(tx_error)?;
+        drop(_stripe);
         self.durable().await
     }
 
@@ -499,11 +567,18 @@ impl Store for SledStore {
     ) -> Result<(), StoreError> {
         let body = seal(&self.sealer.bridge_cipher(&key), &key, &encode(entry));
         let now = entry.created_at;
-        (&self.bridge, &self.expiry)
-            .transaction(|(bridge, expiry)| {
-                put_ttl(bridge, expiry, KIND_BRIDGE, &key, &body, expires_at, now)
-            })
-            .map_err(tx_error)?;
+        {
+            let _stripe = self.stripe(&key);
+            put_plain(
+                &self.bridge,
+                &self.expiry,
+                KIND_BRIDGE,
+                &key,
+                &body,
+                expires_at,
+                now,
+            )?;
+        }
         self.durable().await
     }
 
@@ -512,17 +587,19 @@ impl Store for SledStore {
         key: [u8; 32],
         now: i64,
     ) -> Result<Option<BridgeEntry>, StoreError> {
-        let taken = (&self.bridge, &self.expiry)
-            .transaction(|(bridge, expiry)| {
-                let Some(v) = bridge.get(key)? else {
-                    return Ok(None);
-                };
-                let (exp, _, _) = open_envelope(&v).map_err(ConflictableTransactionError::Abort)?;
-                // An expired entry is removed too: the sweeper's work, done early.
-                let body = remove_ttl(bridge, expiry, KIND_BRIDGE, &key)?;
-                Ok(body.filter(|_| exp > now))
-            })
-            .map_err(tx_error)?;
+        // One remove is atomic: of two arrivals, one gets the entry. An
+        // expired entry is removed too: the sweeper's work, done early.
+        let taken = {
+            let _stripe = self.stripe(&key);
+            let Some(old) = self.bridge.remove(key).map_err(unavailable)? else {
+                return Ok(None);
+            };
+            let (exp, bucket, body) = open_envelope(&old)?;
+            self.expiry
+                .remove(expiry_key(bucket, KIND_BRIDGE, &key))
+                .map_err(unavailable)?;
+            (exp > now).then(|| body.to_vec())
+        };
         let Some(body) = taken else { return Ok(None) };
         self.durable().await?;
         decode(&unseal(&self.sealer.bridge_cipher(&key), &key, &body)?).map(Some)
