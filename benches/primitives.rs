@@ -2,13 +2,20 @@
 //! cookie, parsing a realistic Cookie header, sealing and opening a
 //! hand-off token, and checking a request context.
 //!
+//! Then the resolution logic itself (`Service::resolve`, no gRPC) on a real
+//! sled store in a temporary directory: a returning visitor's cookie hit
+//! and a first visit that writes a record.
+//!
 //! `cargo bench --bench primitives`
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use sessionbridge::config::Config;
 use sessionbridge::context::RawContext;
 use sessionbridge::cookie::{self, CookieScope};
 use sessionbridge::identity::{ClientId, Consent, SessionPolicy};
 use sessionbridge::keys::Keyring;
+use sessionbridge::service::{ResolveInput, Service, Settings};
+use sessionbridge::store::{Durability, SledStore};
 use sessionbridge::token::{self, Claims};
 
 const KEYS: &str = r#"{"version":1,"pepper":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","keys":[{"id":"k1","secret":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE","current":true}]}"#;
@@ -55,20 +62,72 @@ fn benches(c: &mut Criterion) {
         b.iter(|| token::open(&keys, &sealed).unwrap())
     });
 
-    c.bench_function("request context check", |b| {
+    let context = |cookie_header: &str| {
+        RawContext {
+            host: "www.example.com",
+            url: "https://www.example.com/products/tee?color=blue&utm_source=news",
+            referer: "https://www.google.com/",
+            user_agent: "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Version/17.1 Safari/605.1.15",
+            cookie_header,
+            client_ip: "203.0.113.7",
+            accept_language: "en-US,en;q=0.9",
+            consent: None,
+        }
+        .check("context.", Consent::Granted)
+        .unwrap()
+    };
+    c.bench_function("request context check", |b| b.iter(|| context(&header)));
+
+    // The resolution logic on a real store.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = std::sync::Arc::new(keys);
+    let service = rt.block_on(async {
+        let store = SledStore::open(
+            dir.path(),
+            Durability::Interval,
+            std::time::Duration::from_millis(500),
+            &keys.store_seal,
+        )
+        .unwrap();
+        let cfg = Config {
+            allowed_domains: vec!["example.com".into()],
+            ..Config::default()
+        };
+        Service::new(
+            store,
+            std::sync::Arc::clone(&keys),
+            Settings::from_config(&cfg),
+        )
+    });
+    let first = rt
+        .block_on(service.resolve(ResolveInput::page_view(context("theme=dark"))))
+        .unwrap();
+    let own = first
+        .cookies
+        .iter()
+        .map(|c| format!("{}={}", c.name, c.value))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let returning = format!(
+        "_ga=GA1.1.1360384851.1661821242; _gcl_au=1.1.1234567890.1700000000; \
+         cart=%7B%22items%22%3A3%7D; {own}; theme=dark"
+    );
+    c.bench_function("resolve: cookie hit (store read, no write)", |b| {
         b.iter(|| {
-            RawContext {
-                host: "www.example.com",
-                url: "https://www.example.com/products/tee?color=blue&utm_source=news",
-                referer: "https://www.google.com/",
-                user_agent: "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Version/17.1 Safari/605.1.15",
-                cookie_header: &header,
-                client_ip: "203.0.113.7",
-                accept_language: "en-US,en;q=0.9",
-                consent: None,
-            }
-            .check("context.", Consent::Granted)
-            .unwrap()
+            let r = rt
+                .block_on(service.resolve(ResolveInput::page_view(context(&returning))))
+                .unwrap();
+            assert_eq!(r.identity.client_id, first.identity.client_id);
+        })
+    });
+    c.bench_function("resolve: first visit (record written)", |b| {
+        b.iter(|| {
+            rt.block_on(service.resolve(ResolveInput::page_view(context("theme=dark"))))
+                .unwrap()
         })
     });
 }

@@ -10,7 +10,14 @@ use std::time::Duration;
 use common::{ctx, Server};
 use sessionbridge::pb;
 
-const ROUNDS: usize = 5;
+/// Crashes per run; `CRASH_ROUNDS=200 cargo test --release --test crash`
+/// runs a longer series.
+fn rounds() -> usize {
+    std::env::var("CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
 const WRITERS: usize = 8;
 
 #[tokio::test]
@@ -18,7 +25,7 @@ async fn acknowledged_durable_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(&dir.path().join("data"), &["--durability", "sync"]);
     let mut acknowledged_total = 0;
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let channel = server.channel().await;
         let mut writers = Vec::new();
@@ -77,5 +84,8 @@ async fn acknowledged_durable_writes_survive_kill_9() {
             );
         }
     }
-    eprintln!("{ROUNDS} crashes, {acknowledged_total} acknowledged writes, none lost");
+    eprintln!(
+        "{} crashes, {acknowledged_total} acknowledged writes, none lost",
+        rounds()
+    );
 }

@@ -531,7 +531,11 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         let r = res.section(
             &format!("New visitors (one record written each): interval flush against durable, {in_flight} in flight"),
             run::side_by_side(&[(new.clone(), ic.clone()), (new.clone(), sc.clone())], one(in_flight), a.rounds)
-                .await,
+                .await
+                .into_iter()
+                .zip(["interval", "durable"])
+                .map(|(r, l)| r.labelled(l))
+                .collect(),
         );
         let what = format!("durable writes/s / interval writes/s ({in_flight} in flight)");
         if in_flight == 64 {
@@ -594,7 +598,11 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
             one(8),
             a.rounds,
         )
-        .await,
+        .await
+        .into_iter()
+        .zip([a.small_identities, a.identities])
+        .map(|(r, n)| r.labelled(&format!("{n} stored")))
+        .collect(),
     );
     res.at_most(
         &format!(

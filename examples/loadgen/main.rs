@@ -150,7 +150,7 @@ async fn run_one(a: RunArgs) -> anyhow::Result<()> {
     let report = run::run(&workload, &conns, plan).await;
     run::print_table(
         &format!("{} against {}", report.workload, a.target),
-        &[report.clone()],
+        std::slice::from_ref(&report),
     );
     let json = serde_json::to_string_pretty(&report)?;
     match &a.json {

@@ -79,6 +79,12 @@ impl Report {
         }
     }
 
+    /// Names the report after the target it ran against too.
+    pub fn labelled(mut self, label: &str) -> Report {
+        self.workload = format!("{} [{label}]", self.workload);
+        self
+    }
+
     /// Adds another run of the same workload (side-by-side rounds).
     pub fn merge(self, other: Report) -> Report {
         let mut hist = self.hist.unwrap_or_else(new_hist);
