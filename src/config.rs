@@ -101,6 +101,8 @@ pub struct Config {
     pub durability: Durability,
     /// With `durability = "interval"`, how often the store is flushed.
     pub flush_interval_ms: u64,
+    /// Page cache of the embedded store, MiB.
+    pub cache_mb: u64,
     /// How often expired records are removed.
     pub sweep_interval_secs: u64,
     /// Deadline of one call; a caller's shorter `grpc-timeout` wins.
@@ -162,6 +164,7 @@ impl Default for Config {
             user_history: 10,
             durability: Durability::Interval,
             flush_interval_ms: 500,
+            cache_mb: crate::store::SLED_DEFAULT_CACHE_MB,
             sweep_interval_secs: 60,
             request_timeout_ms: 2000,
             concurrency_limit: 1024,
@@ -273,6 +276,9 @@ pub struct Overrides {
     /// Flush interval with durability=interval, ms [default: 500].
     #[arg(long, env = "SESSIONBRIDGE_FLUSH_INTERVAL_MS")]
     pub flush_interval_ms: Option<u64>,
+    /// Page cache of the embedded store, MiB [default: 1024].
+    #[arg(long, env = "SESSIONBRIDGE_CACHE_MB")]
+    pub cache_mb: Option<u64>,
     /// Expired-record sweep interval, s [default: 60].
     #[arg(long, env = "SESSIONBRIDGE_SWEEP_INTERVAL_SECS")]
     pub sweep_interval_secs: Option<u64>,
@@ -380,6 +386,7 @@ impl Config {
             user_history,
             durability,
             flush_interval_ms,
+            cache_mb,
             sweep_interval_secs,
             request_timeout_ms,
             concurrency_limit,
@@ -426,6 +433,9 @@ impl Config {
                 "identity_ttl_days {}: must be 1 to 400 (browsers cap cookies at 400 days)",
                 self.identity_ttl_days
             );
+        }
+        if self.cache_mb == 0 {
+            bail!("cache_mb must be at least 1");
         }
         if self.session_timeout_secs == 0 {
             bail!("session_timeout_secs must be at least 1");

@@ -56,11 +56,12 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     match cfg.store {
         StoreKind::Sled => {
-            let store = SledStore::open(
+            let store = SledStore::open_with_cache(
                 &cfg.data_dir,
                 cfg.durability,
                 Duration::from_millis(cfg.flush_interval_ms),
                 &keys.store_seal,
+                cfg.cache_mb,
             )
             .context("cannot open the store")?;
             serve(cfg, keys, listener, store, stop).await

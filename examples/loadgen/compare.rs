@@ -49,6 +49,10 @@ pub struct Args {
     /// Identities in the small store the large one is compared with.
     #[arg(long, default_value_t = 10_000)]
     small_identities: u64,
+    /// Page cache (MiB) of the second run on the large store; the first
+    /// runs with the server's default.
+    #[arg(long, default_value_t = 8192)]
+    big_cache_mb: u64,
     /// Write the full results as JSON here.
     #[arg(long, default_value = "target/bench-report.json")]
     out: PathBuf,
@@ -294,33 +298,41 @@ async fn populate(
     )?;
     let now = sessionbridge::service::now_unix();
     let started = Instant::now();
-    let tasks = 4u64;
-    let mut handles = Vec::new();
-    for t in 0..tasks {
-        let store = store.clone();
-        handles.push(tokio::spawn(async move {
-            let mut i = from + t;
-            while i < to {
-                let record = ClientRecord {
-                    identity: work::stored_identity(i, created, now),
-                    user_keys: Vec::new(),
-                };
-                store
-                    .put_client(ClientWrite {
-                        record: &record,
-                        link: &[],
-                        expires_at: now + 400 * 86_400,
-                        history: 10,
+    // One writer thread per core, each with a runtime of its own: the
+    // load generator's runtime has a single thread.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let store = store.clone();
+                scope.spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+                    rt.block_on(async {
+                        let mut i = from + t;
+                        while i < to {
+                            let record = ClientRecord {
+                                identity: work::stored_identity(i, created, now),
+                                user_keys: Vec::new(),
+                            };
+                            store
+                                .put_client(ClientWrite {
+                                    record: &record,
+                                    link: &[],
+                                    expires_at: now + 400 * 86_400,
+                                    history: 10,
+                                })
+                                .await?;
+                            i += threads;
+                        }
+                        anyhow::Ok(())
                     })
-                    .await?;
-                i += tasks;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for h in handles {
-        h.await??;
-    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("writer thread panicked"))
+    })?;
     store.flush().await?;
     println!(
         "  stored identities {from}..{to} in {:.1} s",
@@ -630,6 +642,48 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
             small.rss_mib(),
             a.small_identities
         ),
+    );
+    drop(big);
+
+    // The same with a page cache that holds the whole large store.
+    let cache = a.big_cache_mb.to_string();
+    let big = env
+        .start("big-cache", &big_dir, &["--cache-mb", &cache])
+        .await?;
+    let small_c = work::grpc_conns(&small.addr, 1).await?;
+    let big_c = work::grpc_conns(&big.addr, 1).await?;
+    let r = res.section(
+        &format!(
+            "The same, with a {} MiB page cache on the large store",
+            a.big_cache_mb
+        ),
+        run::side_by_side(
+            &[
+                (stored(a.small_identities), small_c),
+                (stored(a.identities), big_c),
+            ],
+            one(8),
+            a.rounds,
+        )
+        .await
+        .into_iter()
+        .zip([
+            format!("{} stored", a.small_identities),
+            format!("{} stored, {} MiB cache", a.identities, a.big_cache_mb),
+        ])
+        .map(|(r, l)| r.labelled(&l))
+        .collect(),
+    );
+    res.fact(
+        &format!(
+            "p99 with {} identities and a {} MiB cache / p99 with {}",
+            a.identities, a.big_cache_mb, a.small_identities
+        ),
+        format!("{:.2}x", ratio(r[1].p99_us, r[0].p99_us)),
+    );
+    res.fact(
+        &format!("resident memory with a {} MiB cache", a.big_cache_mb),
+        format!("{:.0} MiB", big.rss_mib()),
     );
     drop((small, big));
 

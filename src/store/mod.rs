@@ -6,7 +6,7 @@ mod redis;
 mod sled;
 
 pub use self::redis::{RedisSettings, RedisStore};
-pub use self::sled::{Durability, SledStore};
+pub use self::sled::{Durability, SledStore, DEFAULT_CACHE_MB as SLED_DEFAULT_CACHE_MB};
 
 use std::future::Future;
 

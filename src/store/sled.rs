@@ -78,6 +78,9 @@ pub struct SledStore {
 
 const STRIPES: usize = 64;
 
+/// sled's own default page cache, 1 GiB.
+pub const DEFAULT_CACHE_MB: u64 = 1024;
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -306,12 +309,26 @@ fn live(v: &[u8], now: i64) -> Result<Option<&[u8]>, StoreError> {
 
 impl SledStore {
     /// Opens (or creates) the database in `dir`, sealing records with
-    /// subkeys of `seal_key` (the key file's `store_seal`).
+    /// subkeys of `seal_key` (the key file's `store_seal`), with sled's
+    /// default page cache.
     pub fn open(
         dir: &Path,
         durability: Durability,
         flush_interval: Duration,
         seal_key: &crate::keys::Secret,
+    ) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, durability, flush_interval, seal_key, DEFAULT_CACHE_MB)
+    }
+
+    /// [`SledStore::open`] with a page cache of `cache_mb` MiB: the records
+    /// beyond it are read back from the file (the OS page cache) and
+    /// decoded again on each miss.
+    pub fn open_with_cache(
+        dir: &Path,
+        durability: Durability,
+        flush_interval: Duration,
+        seal_key: &crate::keys::Secret,
+        cache_mb: u64,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(format!("data directory {}: {e}", dir.display())))?;
@@ -322,6 +339,7 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(flush_every)
+            .cache_capacity(cache_mb.max(1).saturating_mul(1 << 20))
             .open()
             .map_err(|e| unavailable(format!("data directory {}: {e}", dir.display())))?;
         let tree = |name: &str| db.open_tree(name).map_err(unavailable);
