@@ -66,6 +66,15 @@ Your backend reaches it at 127.0.0.1:<grpc.port>.
     grpc:
       port: {{ .Values.grpc.port }}
     periodSeconds: 5
+  # Opening a large embedded store replays its log (17 s for ten million
+  # identities, docs/performance.md): the startup probe gives it up to ten
+  # minutes before liveness counts.
+  startupProbe:
+    grpc:
+      port: {{ .Values.grpc.port }}
+      service: liveness
+    periodSeconds: 5
+    failureThreshold: 120
   livenessProbe:
     grpc:
       port: {{ .Values.grpc.port }}
