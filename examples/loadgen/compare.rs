@@ -120,6 +120,27 @@ impl Results {
         reports
     }
 
+    /// Runs workloads side by side and records them as a section;
+    /// `labels` say which target each ran against (empty: none).
+    async fn versus(
+        &mut self,
+        title: &str,
+        items: &[(Arc<Workload>, Vec<Conn>)],
+        plan: Plan,
+        rounds: u32,
+        labels: &[String],
+    ) -> Vec<Report> {
+        let mut reports = run::side_by_side(items, plan, rounds).await;
+        if !labels.is_empty() {
+            reports = reports
+                .into_iter()
+                .zip(labels)
+                .map(|(r, l)| r.labelled(l))
+                .collect();
+        }
+        self.section(title, reports)
+    }
+
     fn fact(&mut self, what: &str, value: String) {
         println!("  {what}: {value}");
         self.facts.push((what.to_string(), value));
@@ -417,15 +438,15 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
     let headers = work::captured_cookie_headers(&c1[0], 1000).await?;
     let health = Arc::new(Workload::Health);
     let cookie = Arc::new(Workload::ResolveCookie { headers });
-    let r = res.section(
-        "Cookie hit against the floor, 1 connection, 1 in flight",
-        run::side_by_side(
+    let r = res
+        .versus(
+            "Cookie hit against the floor, 1 connection, 1 in flight",
             &[(health.clone(), c1.clone()), (cookie.clone(), c1.clone())],
             one(1),
             a.rounds,
+            &[],
         )
-        .await,
-    );
+        .await;
     res.at_most(
         "cookie-hit ResolveSession p50 / health p50 (1 in flight)",
         ratio(r[1].p50_us, r[0].p50_us),
@@ -436,15 +457,15 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         ratio(r[1].p99_us, r[0].p99_us),
         1.3,
     );
-    let r = res.section(
-        "Cookie hit against the floor, 1 connection, 64 in flight",
-        run::side_by_side(
+    let r = res
+        .versus(
+            "Cookie hit against the floor, 1 connection, 64 in flight",
             &[(health.clone(), c1.clone()), (cookie.clone(), c1.clone())],
             one(64),
             a.rounds,
+            &[],
         )
-        .await,
-    );
+        .await;
     res.at_least(
         "cookie-hit ResolveSession req/s / health req/s (64 in flight)",
         ratio(r[1].per_second, r[0].per_second),
@@ -461,30 +482,30 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
             "200000 other hand-offs, index (source_domain, user_agent, created_at)".into(),
         );
         let sql = Arc::new(Workload::SqlBridge);
-        let r = res.section(
-            "Referrer bridge: sessionbridge against the SQL bridge, 1 connection, 1 in flight",
-            run::side_by_side(
+        let r = res
+            .versus(
+                "Referrer bridge: sessionbridge against the SQL bridge, 1 connection, 1 in flight",
                 &[(bridge.clone(), c1.clone()), (sql.clone(), pgc.clone())],
                 one(1),
                 a.rounds,
+                &[],
             )
-            .await,
-        );
+            .await;
         res.at_least(
             "SQL bridge p50 / sessionbridge bridge resolve p50 (1 in flight)",
             ratio(r[1].p50_us, r[0].p50_us),
             2.0,
         );
         let pg16 = work::pg_conns(pg, 16).await?;
-        let r = res.section(
-            "Referrer bridge: sessionbridge against the SQL bridge, 16 in flight",
-            run::side_by_side(
+        let r = res
+            .versus(
+                "Referrer bridge: sessionbridge against the SQL bridge, 16 in flight",
                 &[(bridge.clone(), c1.clone()), (sql, pg16)],
                 one(16),
                 a.rounds,
+                &[],
             )
-            .await,
-        );
+            .await;
         res.fact(
             "bridge throughput, sessionbridge / SQL (16 in flight)",
             format!("{:.2}x", ratio(r[0].per_second, r[1].per_second)),
@@ -506,20 +527,19 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
             .await?;
         let sc = work::grpc_conns(&srv.addr, 1).await?;
         let headers = work::captured_cookie_headers(&sc[0], 1000).await?;
-        res.section(
+        res.versus(
             "Redis: bare GET, and sessionbridge on the Redis store, 1 connection, 1 in flight",
-            run::side_by_side(
-                &[
-                    (Arc::new(Workload::RedisGet), rc),
-                    (health.clone(), sc.clone()),
-                    (Arc::new(Workload::ResolveCookie { headers }), sc.clone()),
-                    (bridge.clone(), sc),
-                ],
-                one(1),
-                a.rounds,
-            )
-            .await,
-        );
+            &[
+                (Arc::new(Workload::RedisGet), rc),
+                (health.clone(), sc.clone()),
+                (Arc::new(Workload::ResolveCookie { headers }), sc.clone()),
+                (bridge.clone(), sc),
+            ],
+            one(1),
+            a.rounds,
+            &[],
+        )
+        .await;
     } else {
         println!("\n(no --redis: Redis baselines skipped)");
     }
@@ -540,15 +560,15 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
     let sc = work::grpc_conns(&sync.addr, 1).await?;
     let new = Arc::new(Workload::ResolveNew);
     for in_flight in [1, 8, 64] {
-        let r = res.section(
-            &format!("New visitors (one record written each): interval flush against durable, {in_flight} in flight"),
-            run::side_by_side(&[(new.clone(), ic.clone()), (new.clone(), sc.clone())], one(in_flight), a.rounds)
-                .await
-                .into_iter()
-                .zip(["interval", "durable"])
-                .map(|(r, l)| r.labelled(l))
-                .collect(),
+        let title = format!(
+            "New visitors (one record written each): interval flush against durable, \
+             {in_flight} in flight"
         );
+        let items = [(new.clone(), ic.clone()), (new.clone(), sc.clone())];
+        let labels = ["interval".to_string(), "durable".to_string()];
+        let r = res
+            .versus(&title, &items, one(in_flight), a.rounds, &labels)
+            .await;
         let what = format!("durable writes/s / interval writes/s ({in_flight} in flight)");
         if in_flight == 64 {
             res.at_least(&what, ratio(r[1].per_second, r[0].per_second), 0.5);
@@ -597,25 +617,24 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
             created,
         })
     };
-    let r = res.section(
-        &format!(
-            "Cookie hits on random stored identities: {} against {} identities, 8 in flight",
-            a.identities, a.small_identities
-        ),
-        run::side_by_side(
+    let r = res
+        .versus(
+            &format!(
+                "Cookie hits on random stored identities: {} against {} identities, 8 in flight",
+                a.identities, a.small_identities
+            ),
             &[
                 (stored(a.small_identities), small_c),
                 (stored(a.identities), big_c),
             ],
             one(8),
             a.rounds,
+            &[
+                format!("{} stored", a.small_identities),
+                format!("{} stored", a.identities),
+            ],
         )
-        .await
-        .into_iter()
-        .zip([a.small_identities, a.identities])
-        .map(|(r, n)| r.labelled(&format!("{n} stored")))
-        .collect(),
-    );
+        .await;
     res.at_most(
         &format!(
             "p99 with {} identities / p99 with {}",
@@ -652,28 +671,24 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         .await?;
     let small_c = work::grpc_conns(&small.addr, 1).await?;
     let big_c = work::grpc_conns(&big.addr, 1).await?;
-    let r = res.section(
-        &format!(
-            "The same, with a {} MiB page cache on the large store",
-            a.big_cache_mb
-        ),
-        run::side_by_side(
+    let r = res
+        .versus(
+            &format!(
+                "The same, with a {} MiB page cache on the large store",
+                a.big_cache_mb
+            ),
             &[
                 (stored(a.small_identities), small_c),
                 (stored(a.identities), big_c),
             ],
             one(8),
             a.rounds,
+            &[
+                format!("{} stored", a.small_identities),
+                format!("{} stored, {} MiB cache", a.identities, a.big_cache_mb),
+            ],
         )
-        .await
-        .into_iter()
-        .zip([
-            format!("{} stored", a.small_identities),
-            format!("{} stored, {} MiB cache", a.identities, a.big_cache_mb),
-        ])
-        .map(|(r, l)| r.labelled(&l))
-        .collect(),
-    );
+        .await;
     res.fact(
         &format!(
             "p99 with {} identities and a {} MiB cache / p99 with {}",
