@@ -758,4 +758,89 @@ mod tests {
         assert_eq!(store.sweep(9599).await.unwrap(), 0);
         assert_eq!(store.sweep(9700).await.unwrap(), 1);
     }
+
+    /// Concurrent rewrites of one record with expiries in different index
+    /// buckets, from several threads: whichever write wins, its expiry has
+    /// an index entry, so the record is swept in the end and nothing is
+    /// left behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_rewrites_never_lose_the_index_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(
+            dir.path(),
+            Durability::Interval,
+            Duration::from_millis(100),
+            &zeroize::Zeroizing::new([7; 32]),
+        )
+        .unwrap();
+        let id = ClientId::from_parts(1, 1000);
+        let mut tasks = Vec::new();
+        for w in 0..8i64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..1000i64 {
+                    let t = 1000 + n;
+                    let mut rec = record(id, t);
+                    rec.identity.session_number = w as u32;
+                    store
+                        .put_client(ClientWrite {
+                            record: &rec,
+                            link: &[],
+                            // Two minute buckets, alternating, out of step
+                            // between writers.
+                            expires_at: 5000 + 60 * ((w + n) % 2),
+                            history: 5,
+                        })
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let live = store.get_client(id, 2000).await.unwrap();
+        assert!(live.is_some());
+        assert_eq!(store.sweep(100_000).await.unwrap(), 1);
+        assert!(store.get_client(id, 0).await.unwrap().is_none());
+        assert_eq!(store.clients.len(), 0, "record swept");
+        assert_eq!(store.expiry.len(), 0, "no stray index entry");
+    }
+
+    /// Of many concurrent arrivals for one bridge entry, exactly one gets it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_bridge_entry_is_taken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(
+            dir.path(),
+            Durability::Interval,
+            Duration::from_millis(100),
+            &zeroize::Zeroizing::new([7; 32]),
+        )
+        .unwrap();
+        let key = [9u8; 32];
+        let entry = BridgeEntry {
+            identity: record(ClientId::from_parts(5, 1000), 1000).identity,
+            destinations: vec!["example.net".into()],
+            created_at: 1000,
+            with_network: true,
+        };
+        store.put_bridge(key, &entry, 1060).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.take_bridge(key, 1010).await.unwrap()
+            }));
+        }
+        let mut taken = 0;
+        for t in tasks {
+            if let Some(e) = t.await.unwrap() {
+                assert_eq!(e.identity.client_id, entry.identity.client_id);
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, 1);
+        assert_eq!(store.bridge.len() + store.expiry.len(), 0);
+    }
 }
