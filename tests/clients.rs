@@ -212,9 +212,16 @@ async fn helm_chart_renders_and_its_configuration_runs() {
     );
     let config = dir.path().join("sessionbridge.toml");
     std::fs::write(&config, &toml).unwrap();
-    let server = Server::start(
+    // The flag names the port again, so that a port taken meanwhile by
+    // another process can be replaced (flags win over the file).
+    let (server, metrics_port) = Server::start_with_port(
         &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--metrics-listen",
+            "127.0.0.1:{port}",
+        ],
     );
 
     let channel = server.channel().await;

@@ -22,9 +22,7 @@ fn scrape(port: u16) -> String {
 async fn metrics_show_the_stitch_rate_and_logs_hold_no_personal_data() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keyfile(dir.path());
-    let port = common::free_port();
-    let metrics = format!("127.0.0.1:{port}");
-    let server = Server::start(
+    let (server, port) = Server::start_with_port(
         &dir.path().join("data"),
         &[
             "--keys",
@@ -32,7 +30,7 @@ async fn metrics_show_the_stitch_rate_and_logs_hold_no_personal_data() {
             "--allowed-domains",
             "brand.example,shop.example",
             "--metrics-listen",
-            &metrics,
+            "127.0.0.1:{port}",
             "--log-format",
             "json",
         ],

@@ -39,7 +39,32 @@ impl Server {
         Self::spawn(data_dir.to_path_buf(), args)
     }
 
+    /// Starts a server whose flags name a port of their own (`{port}` in
+    /// `extra` is replaced by a free one). A port found free can be taken
+    /// by another process before the server binds it: then it tries again
+    /// with another, up to five times.
+    pub fn start_with_port(data_dir: &Path, extra: &[&str]) -> (Server, u16) {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let args: Vec<String> = extra
+                .iter()
+                .map(|s| s.replace("{port}", &port.to_string()))
+                .collect();
+            match Self::try_spawn(data_dir.to_path_buf(), args) {
+                Ok(server) => return (server, port),
+                Err(e) if e.contains("Address already in use") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no free port after five tries: {last}");
+    }
+
     fn spawn(data_dir: PathBuf, args: Vec<String>) -> Server {
+        Self::try_spawn(data_dir, args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_spawn(data_dir: PathBuf, args: Vec<String>) -> Result<Server, String> {
         let stderr_log = data_dir.with_extension("stderr.log");
         let log = std::fs::File::create(&stderr_log).expect("stderr log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sessionbridge"))
@@ -65,16 +90,18 @@ impl Server {
                 let _ = child.kill();
                 let _ = child.wait();
                 let err = std::fs::read_to_string(&stderr_log).unwrap_or_default();
-                panic!("server did not start; stdout {line:?}; stderr:\n{err}");
+                return Err(format!(
+                    "server did not start; stdout {line:?}; stderr:\n{err}"
+                ));
             }
         };
-        Server {
+        Ok(Server {
             child: Some(child),
             addr,
             data_dir,
             args,
             stderr_log,
-        }
+        })
     }
 
     /// The server's log so far.
