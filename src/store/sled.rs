@@ -265,25 +265,21 @@ fn put_plain(
     now: i64,
 ) -> Result<(), StoreError> {
     let bucket = bucket_of(expires_at, now);
-    let entry = expiry_key(bucket, kind, key);
-    if let Some(old) = tree.get(key).map_err(unavailable)? {
-        if open_envelope(&old)?.1 == bucket {
-            tree.insert(key, envelope(expires_at, bucket, body))
-                .map_err(unavailable)?;
-            return Ok(());
-        }
+    let old_bucket = match tree.get(key).map_err(unavailable)? {
+        Some(old) => Some(open_envelope(&old)?.1),
+        None => None,
+    };
+    if old_bucket != Some(bucket) {
+        expiry
+            .insert(expiry_key(bucket, kind, key), &[])
+            .map_err(unavailable)?;
     }
-    expiry.insert(&entry, &[]).map_err(unavailable)?;
-    let old = tree
-        .insert(key, envelope(expires_at, bucket, body))
+    tree.insert(key, envelope(expires_at, bucket, body))
         .map_err(unavailable)?;
-    if let Some(old) = old {
-        let (_, old_bucket, _) = open_envelope(&old)?;
-        if old_bucket != bucket {
-            expiry
-                .remove(expiry_key(old_bucket, kind, key))
-                .map_err(unavailable)?;
-        }
+    if let Some(old) = old_bucket.filter(|&b| b != bucket) {
+        expiry
+            .remove(expiry_key(old, kind, key))
+            .map_err(unavailable)?;
     }
     Ok(())
 }
@@ -692,6 +688,19 @@ mod tests {
     use super::*;
     use crate::identity::{Identity, SessionPolicy};
 
+    /// A store in a fresh temporary directory (kept while the guard lives).
+    fn temp_store(durability: Durability) -> (tempfile::TempDir, SledStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(
+            dir.path(),
+            durability,
+            Duration::from_millis(100),
+            &zeroize::Zeroizing::new([7; 32]),
+        )
+        .unwrap();
+        (dir, store)
+    }
+
     fn record(id: ClientId, now: i64) -> ClientRecord {
         ClientRecord {
             identity: SessionPolicy::default().new_identity(id, now),
@@ -701,14 +710,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_records_are_invisible_then_swept() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(
-            dir.path(),
-            Durability::Interval,
-            Duration::from_millis(100),
-            &zeroize::Zeroizing::new([7; 32]),
-        )
-        .unwrap();
+        let (_dir, store) = temp_store(Durability::Interval);
         let id = ClientId::from_parts(1, 1000);
         let rec = record(id, 1000);
         store
@@ -729,14 +731,7 @@ mod tests {
 
     #[tokio::test]
     async fn rewrites_move_the_expiry_entry() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(
-            dir.path(),
-            Durability::Sync,
-            Duration::from_millis(100),
-            &zeroize::Zeroizing::new([7; 32]),
-        )
-        .unwrap();
+        let (_dir, store) = temp_store(Durability::Sync);
         let id = ClientId::from_parts(1, 1000);
         let mut rec = record(id, 1000);
         for t in [1000, 1010, 5000, 9000] {
@@ -765,14 +760,7 @@ mod tests {
     /// left behind.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_rewrites_never_lose_the_index_entry() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(
-            dir.path(),
-            Durability::Interval,
-            Duration::from_millis(100),
-            &zeroize::Zeroizing::new([7; 32]),
-        )
-        .unwrap();
+        let (_dir, store) = temp_store(Durability::Interval);
         let id = ClientId::from_parts(1, 1000);
         let mut tasks = Vec::new();
         for w in 0..8i64 {
@@ -810,14 +798,7 @@ mod tests {
     /// Of many concurrent arrivals for one bridge entry, exactly one gets it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_bridge_entry_is_taken_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(
-            dir.path(),
-            Durability::Interval,
-            Duration::from_millis(100),
-            &zeroize::Zeroizing::new([7; 32]),
-        )
-        .unwrap();
+        let (_dir, store) = temp_store(Durability::Interval);
         let key = [9u8; 32];
         let entry = BridgeEntry {
             identity: record(ClientId::from_parts(5, 1000), 1000).identity,
