@@ -23,6 +23,7 @@ pub mod privacy;
 pub mod query;
 pub mod server;
 pub mod service;
+pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod token;

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use crate::context::{FieldViolation, RequestContext};
-use crate::cookie::{self, AllowedDomains, CookieScope, SetCookie};
+pub use crate::settings::Settings;
+use crate::cookie::{self, CookieScope, SetCookie};
 use crate::identity::{
-    ClientId, Consent, Identity, Method, Rejected, SessionPolicy, MINT_ONLY, PRECEDENCE,
+    ClientId, Consent, Identity, Method, Rejected, MINT_ONLY, PRECEDENCE,
 };
 use crate::keys::Keyring;
 use crate::privacy::{self, UserKey, UserRef};
@@ -30,55 +31,6 @@ pub enum ServiceError {
 impl ServiceError {
     fn field(field: &str, description: impl Into<String>) -> Self {
         Self::Invalid(vec![FieldViolation::new(field, description)])
-    }
-}
-
-/// The settings the core needs, taken from the configuration once.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub policy: SessionPolicy,
-    pub allowed: AllowedDomains,
-    pub cookie_name: String,
-    pub identity_ttl_secs: i64,
-    /// A hit that changes nothing but the last-hit time is written only
-    /// when the stored time is at least this old.
-    pub touch_write_secs: i64,
-    pub ga_cookie: bool,
-    pub default_consent: Consent,
-    pub user_history: usize,
-    pub handoff_param: String,
-    pub handoff_default_ttl_secs: u32,
-    pub handoff_max_ttl_secs: u32,
-    pub handoff_max_uses: u32,
-    pub bridge_window_secs: u32,
-    pub session_id_param: String,
-    /// Referrers a raw session id is accepted from; empty: feature off.
-    pub session_id_referrers: AllowedDomains,
-}
-
-impl Settings {
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
-        Self {
-            policy: SessionPolicy {
-                timeout_secs: cfg.session_timeout_secs as i64,
-            },
-            allowed: AllowedDomains::new(cfg.allowed_domains.clone())
-                .expect("checked with the config"),
-            cookie_name: cfg.cookie_name.clone(),
-            identity_ttl_secs: cfg.identity_ttl_secs(),
-            touch_write_secs: cfg.touch_write_secs.min(cfg.session_timeout_secs / 10) as i64,
-            ga_cookie: cfg.ga_cookie,
-            default_consent: cfg.default_consent,
-            user_history: cfg.user_history,
-            handoff_param: cfg.handoff_param.clone(),
-            handoff_default_ttl_secs: cfg.handoff_default_ttl_secs,
-            handoff_max_ttl_secs: cfg.handoff_max_ttl_secs,
-            handoff_max_uses: cfg.handoff_max_uses,
-            bridge_window_secs: cfg.bridge_window_secs,
-            session_id_param: cfg.session_id_param.clone(),
-            session_id_referrers: AllowedDomains::new(cfg.session_id_param_referrers.clone())
-                .expect("checked with the config"),
-        }
     }
 }
 
