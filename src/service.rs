@@ -5,13 +5,11 @@
 use std::sync::Arc;
 
 use crate::context::{FieldViolation, RequestContext};
-pub use crate::settings::Settings;
 use crate::cookie::{self, CookieScope, SetCookie};
-use crate::identity::{
-    ClientId, Consent, Identity, Method, Rejected, MINT_ONLY, PRECEDENCE,
-};
+use crate::identity::{ClientId, Consent, Identity, Method, Rejected, MINT_ONLY, PRECEDENCE};
 use crate::keys::Keyring;
 use crate::privacy::{self, UserKey, UserRef};
+pub use crate::settings::Settings;
 use crate::store::{BridgeEntry, Claim, ClientRecord, ClientWrite, Erased, Store, StoreError};
 use crate::token::{self, Claims};
 use crate::{ga, identity::Rejection, query};
