@@ -10,10 +10,11 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::api::Api;
+use crate::clock::SharedClock;
 use crate::config::{Config, StoreKind};
 use crate::keys::{self, Keyring};
 use crate::pb::session_bridge_service_server::SessionBridgeServiceServer;
-use crate::service::{now_unix, Service, Settings};
+use crate::service::{Service, Settings};
 use crate::shutdown::{self, Shutdown};
 use crate::store::{RedisStore, SledStore, Store};
 
@@ -50,6 +51,33 @@ pub async fn run(
     cfg: Config,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(cfg, RunOptions::default(), stop).await
+}
+
+/// How [`run_with`] differs from a plain [`run`]: tests that host the
+/// server in their own process give it their clock and learn its address.
+pub struct RunOptions {
+    /// Where the service reads the time.
+    pub clock: SharedClock,
+    /// Told the bound address once the server accepts calls.
+    pub bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            clock: crate::clock::system(),
+            bound: None,
+        }
+    }
+}
+
+/// [`run`] with a clock of the caller's and a report of the bound address.
+pub async fn run_with(
+    cfg: Config,
+    opts: RunOptions,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let keys = Arc::new(load_keys(&cfg)?);
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -64,19 +92,20 @@ pub async fn run(
                 cfg.cache_mb,
             )
             .context("cannot open the store")?;
-            serve(cfg, keys, listener, store, stop).await
+            serve(cfg, opts, keys, listener, store, stop).await
         }
         StoreKind::Redis => {
             let store = RedisStore::connect(&cfg.redis())
                 .await
                 .context("cannot reach the Redis store")?;
-            serve(cfg, keys, listener, store, stop).await
+            serve(cfg, opts, keys, listener, store, stop).await
         }
     }
 }
 
 async fn serve<S: Store + Clone>(
     cfg: Config,
+    opts: RunOptions,
     keys: Arc<Keyring>,
     listener: TcpListener,
     store: S,
@@ -88,7 +117,12 @@ async fn serve<S: Store + Clone>(
         tracing::info!(%metrics_addr, "metrics at http://{metrics_addr}/metrics");
     }
     let (health, health_service) = tonic_health::server::health_reporter();
-    let service = Arc::new(Service::new(store, keys, Settings::from_config(&cfg)));
+    let service = Arc::new(Service::with_clock(
+        store,
+        keys,
+        Settings::from_config(&cfg),
+        opts.clock,
+    ));
 
     let (trigger, shutdown) = shutdown::channel();
     let sweeper = tokio::spawn(sweep_loop(
@@ -147,6 +181,9 @@ async fn serve<S: Store + Clone>(
     println!("sessionbridge listening on {addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    if let Some(bound) = opts.bound {
+        let _ = bound.send(addr);
+    }
 
     tokio::spawn(async move {
         tokio::select! {
@@ -269,7 +306,7 @@ async fn sweep_loop<S: Store>(service: Arc<Service<S>>, every: Duration, mut shu
             _ = tick.tick() => {},
             _ = shutdown.wait() => return,
         }
-        match service.store().sweep(now_unix()).await {
+        match service.sweep().await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "swept expired records"),
             Err(e) => tracing::warn!(error = %e, "sweep failed; will retry"),

@@ -82,6 +82,19 @@ pub const PRECEDENCE: &[Method] = &[
     Method::SessionIdParameter,
 ];
 
+/// Every kind, for loops that must visit each (URL parameters to clean).
+pub const ALL_KINDS: &[Method] = &[
+    Method::Cookie,
+    Method::HandoffToken,
+    Method::GaLinker,
+    Method::UserId,
+    Method::GaCookie,
+    Method::ReferrerBridge,
+    Method::SessionIdParameter,
+    Method::New,
+    Method::NoConsent,
+];
+
 /// What MintCookie looks at: the own cookie (refresh it), else the GA4
 /// cookie (adopt it), else a new identity.
 pub const MINT_ONLY: &[Method] = &[Method::Cookie, Method::GaCookie];

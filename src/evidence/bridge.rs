@@ -1,0 +1,119 @@
+//! The referrer bridge (forgeable), the seed's approach 2: a visitor who
+//! arrives with no cookie and no parameter, referred by a site that
+//! recorded a hand-off moments ago from the same User-Agent and network.
+//!
+//! A heuristic: two people behind one NAT with identical browsers,
+//! arriving within the window, could be confused. Confidence falls with
+//! the age of the hand-off, and is lower without a client IP. Its writer
+//! records the hand-off under a keyed fingerprint.
+
+use std::net::IpAddr;
+
+use hmac::{Hmac, Mac};
+
+use crate::context::RequestContext;
+use crate::identity::{Consent, Identity, Method};
+use crate::keys::Keyring;
+use crate::request::Parsed;
+use crate::store::{BridgeEntry, Store, StoreError};
+
+use super::{site_of, Cx, Found};
+
+/// The client's network, coarse enough not to identify a person: /24 for
+/// IPv4, /48 for IPv6. Only ever hashed.
+pub fn network_prefix(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+    }
+}
+
+/// The bridge key: the source site, the destination site, the browser and
+/// its network, hashed together under the pepper.
+fn key(keys: &Keyring, source_site: &str, dest_site: &str, ctx: &RequestContext) -> [u8; 32] {
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(keys.fingerprint.as_ref())
+        .expect("HMAC takes any key length");
+    let net = ctx.client_ip.map(network_prefix).unwrap_or_default();
+    for part in ["bridge", source_site, dest_site, &ctx.user_agent, &net] {
+        mac.update(part.as_bytes());
+        mac.update(&[0]);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+pub async fn read<S: Store>(cx: &Cx<'_, S>, req: &Parsed<'_>) -> Result<Option<Found>, StoreError> {
+    let ctx = req.ctx;
+    let window = i64::from(cx.settings.bridge_window_secs);
+    if window == 0 || ctx.user_agent.is_empty() {
+        return Ok(None);
+    }
+    let Some(referer) = req.referer_host() else {
+        return Ok(None);
+    };
+    let source = site_of(referer);
+    let dest = site_of(&ctx.host);
+    if source == dest {
+        return Ok(None);
+    }
+    let Some(entry) = cx
+        .store
+        .take_bridge(key(cx.keys, &source, &dest, ctx), cx.now)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let age = (cx.now - entry.created_at).clamp(0, window);
+    let mut confidence = 0.9 - 0.3 * (age as f32 / window as f32);
+    if !entry.with_network {
+        confidence -= 0.2;
+    }
+    let (identity, record) = super::with_record(cx, entry.identity).await?;
+    Ok(Some(Found {
+        identity,
+        method: Method::ReferrerBridge,
+        confidence,
+        record,
+        consent: Consent::Granted,
+    }))
+}
+
+/// Records a hand-off from the request's site to each other site among
+/// `audience_hosts`, for an arrival that comes without the link's
+/// parameters.
+pub async fn write<S: Store>(
+    cx: &Cx<'_, S>,
+    req: &Parsed<'_>,
+    identity: &Identity,
+    audience_hosts: &[String],
+) -> Result<(), StoreError> {
+    let ctx = req.ctx;
+    let window = cx.settings.bridge_window_secs;
+    if window == 0 || ctx.user_agent.is_empty() {
+        return Ok(());
+    }
+    let source_site = site_of(&ctx.host);
+    let mut dest_sites: Vec<String> = audience_hosts.iter().map(|h| site_of(h)).collect();
+    dest_sites.dedup();
+    for dest in dest_sites.iter().filter(|d| **d != source_site) {
+        let entry = BridgeEntry {
+            identity: identity.clone(),
+            destinations: vec![dest.clone()],
+            created_at: cx.now,
+            with_network: ctx.client_ip.is_some(),
+        };
+        cx.store
+            .put_bridge(
+                key(cx.keys, &source_site, dest, ctx),
+                &entry,
+                cx.now + i64::from(window),
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! A sealed hand-off token (verified), from the request (webhooks) or the
+//! URL. Checks that cost nothing come before the claim, so a token
+//! presented in the wrong place does not lose a use. Its writer seals the
+//! token and puts it in the destination URL.
+
+use url::Url;
+
+use crate::identity::{Consent, Identity, Method, Rejected, Rejection};
+use crate::keys::Keyring;
+use crate::query;
+use crate::settings::Settings;
+use crate::store::{Claim, Store, StoreError};
+use crate::token::{self, Claims};
+
+use super::{Cx, Found, Input};
+
+/// The query parameter that carries tokens.
+pub fn param(settings: &Settings) -> &str {
+    settings.handoff_param.as_str()
+}
+
+fn detail(reason: Rejection) -> &'static str {
+    match reason {
+        Rejection::Malformed => "hand-off token is not in the expected format",
+        Rejection::BadSeal => "hand-off token does not open: forged, edited or truncated",
+        Rejection::UnknownKey => "hand-off token was sealed with a key this service does not hold",
+        _ => "hand-off token rejected",
+    }
+}
+
+pub async fn read<S: Store>(
+    cx: &Cx<'_, S>,
+    input: &Input<'_>,
+    rejected: &mut Vec<Rejected>,
+) -> Result<Option<Found>, StoreError> {
+    let Some(sealed) = input
+        .handoff_token
+        .or_else(|| input.req.param(param(cx.settings)))
+    else {
+        return Ok(None);
+    };
+    let ctx = input.req.ctx;
+    let reject = |reason, detail: &str| Rejected::new(Method::HandoffToken, reason, detail);
+    let claims = match token::open(cx.keys, sealed) {
+        Ok(c) => c,
+        Err(reason) => {
+            rejected.push(reject(reason, detail(reason)));
+            return Ok(None);
+        }
+    };
+    if cx.now >= claims.expires_at {
+        rejected.push(reject(Rejection::Expired, "hand-off token has expired"));
+        return Ok(None);
+    }
+    let host = token::short_hash(cx.keys, "host", &ctx.host);
+    if !claims.audience.contains(&host) {
+        rejected.push(reject(
+            Rejection::WrongAudience,
+            "hand-off token was issued for another host",
+        ));
+        return Ok(None);
+    }
+    if let Some(bound) = claims.user_agent {
+        if token::short_hash(cx.keys, "ua", &ctx.user_agent) != bound {
+            rejected.push(reject(
+                Rejection::FingerprintMismatch,
+                "hand-off token is bound to another User-Agent",
+            ));
+            return Ok(None);
+        }
+    }
+    match cx
+        .store
+        .claim_token(
+            claims.token_id,
+            u32::from(claims.max_uses),
+            claims.expires_at,
+            cx.now,
+        )
+        .await?
+    {
+        Claim::UsedUp => {
+            rejected.push(reject(
+                Rejection::Replayed,
+                "hand-off token was already used up",
+            ));
+            return Ok(None);
+        }
+        Claim::Granted(_) => {}
+    }
+    let Claims {
+        identity, consent, ..
+    } = claims;
+    let (identity, record) = super::with_record(cx, identity).await?;
+    Ok(Some(Found {
+        identity,
+        method: Method::HandoffToken,
+        confidence: 1.0,
+        record,
+        consent,
+    }))
+}
+
+/// What a hand-off seals into its token.
+pub struct Issue<'a> {
+    pub identity: &'a Identity,
+    pub now: i64,
+    pub expires_at: i64,
+    pub max_uses: u8,
+    pub consent: Consent,
+    /// The User-Agent to bind the token to, if any.
+    pub bind_user_agent: Option<&'a str>,
+    /// The hosts that may redeem it.
+    pub audience: &'a [String],
+}
+
+/// Seals a token and returns it with `destination` carrying it.
+pub fn write(
+    keys: &Keyring,
+    settings: &Settings,
+    destination: &Url,
+    t: Issue<'_>,
+) -> (String, Url) {
+    let claims = Claims {
+        token_id: token::new_token_id(),
+        identity: t.identity.clone(),
+        issued_at: t.now,
+        expires_at: t.expires_at,
+        max_uses: t.max_uses,
+        consent: t.consent,
+        user_agent: t
+            .bind_user_agent
+            .map(|ua| token::short_hash(keys, "ua", ua)),
+        audience: t
+            .audience
+            .iter()
+            .map(|h| token::short_hash(keys, "host", h))
+            .collect(),
+    };
+    let sealed = token::seal(keys, &claims);
+    let url = query::with(destination, param(settings), &sealed);
+    (sealed, url)
+}

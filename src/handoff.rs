@@ -1,0 +1,168 @@
+//! RecordHandoff: resolve the visitor on the source site, then have each
+//! kind of evidence that travels with a link write its part: the sealed
+//! token in the destination URL, a `_gl` for gtag.js when asked, and the
+//! referrer-bridge record for an arrival that loses the parameters.
+
+use url::Url;
+
+use crate::context::{FieldViolation, RequestContext};
+use crate::evidence::{self, bridge, linker};
+use crate::identity::{Consent, Method, PRECEDENCE};
+use crate::request::Parsed;
+use crate::service::{Resolution, ResolveInput, Service, ServiceError};
+use crate::store::Store;
+use crate::token;
+
+/// A RecordHandoff call.
+#[derive(Debug)]
+pub struct HandoffInput {
+    pub ctx: RequestContext,
+    pub destination: Url,
+    pub extra_audience: Vec<String>,
+    /// 0 for the configured default.
+    pub ttl_secs: u32,
+    /// 0 for one use.
+    pub max_uses: u32,
+    pub bind_user_agent: bool,
+    /// The visitor's time-zone offset, to also write a `_gl` parameter.
+    pub ga_linker_tz: Option<i32>,
+}
+
+/// The answer to a RecordHandoff call.
+#[derive(Debug)]
+pub struct Handoff {
+    pub token: String,
+    pub decorated_url: String,
+    pub expires_at: i64,
+    /// The source-side resolution (identity and cookies to set there).
+    pub source: Resolution,
+}
+
+/// The checked numbers of a hand-off request.
+struct Limits {
+    ttl: u32,
+    max_uses: u32,
+    audience: Vec<String>,
+}
+
+fn check<S>(service: &Service<S>, input: &HandoffInput) -> Result<Limits, ServiceError> {
+    let s = &service.settings;
+    let mut bad = Vec::new();
+    let ttl = match input.ttl_secs {
+        0 => s.handoff_default_ttl_secs,
+        t if t > s.handoff_max_ttl_secs => {
+            bad.push(FieldViolation::new(
+                "ttl_seconds",
+                format!(
+                    "must be at most {} (handoff_max_ttl_secs)",
+                    s.handoff_max_ttl_secs
+                ),
+            ));
+            0
+        }
+        t => t,
+    };
+    let max_uses = match input.max_uses {
+        0 => 1,
+        u if u > s.handoff_max_uses => {
+            bad.push(FieldViolation::new(
+                "max_uses",
+                format!("must be at most {} (handoff_max_uses)", s.handoff_max_uses),
+            ));
+            0
+        }
+        u => u,
+    };
+    let dest_host = input
+        .destination
+        .host_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let mut audience = vec![dest_host];
+    if input.extra_audience.len() >= token::MAX_AUDIENCE {
+        bad.push(FieldViolation::new(
+            "extra_audience",
+            format!("at most {} hosts", token::MAX_AUDIENCE - 1),
+        ));
+    }
+    for (i, h) in input.extra_audience.iter().enumerate() {
+        match crate::context::parse_host(h) {
+            Ok((host, _)) if h.len() <= 253 => {
+                if !audience.contains(&host) {
+                    audience.push(host);
+                }
+            }
+            _ => bad.push(FieldViolation::new(
+                format!("extra_audience[{i}]"),
+                "is not a host name",
+            )),
+        }
+    }
+    if input
+        .ga_linker_tz
+        .is_some_and(|tz| !(-840..=720).contains(&tz))
+    {
+        bad.push(FieldViolation::new(
+            "ga_linker_timezone_offset",
+            "must be a time-zone offset in minutes, -840 to 720",
+        ));
+    }
+    if !bad.is_empty() {
+        return Err(ServiceError::Invalid(bad));
+    }
+    audience.truncate(token::MAX_AUDIENCE);
+    Ok(Limits {
+        ttl,
+        max_uses,
+        audience,
+    })
+}
+
+impl<S: Store> Service<S> {
+    /// RecordHandoff: resolve the visitor here, seal a token for the
+    /// destination, decorate the destination URL, and record the hand-off
+    /// for the referrer bridge.
+    pub async fn handoff(&self, input: HandoffInput) -> Result<Handoff, ServiceError> {
+        let limits = check(self, &input)?;
+        let now = self.now();
+        let req = Parsed::new(&input.ctx);
+        let page_view = ResolveInput::page_view(input.ctx.clone());
+        let source = self
+            .resolve_parsed(&req, &page_view, PRECEDENCE, now)
+            .await?;
+        let expires_at = now + i64::from(limits.ttl);
+        let consent = if source.method == Method::NoConsent {
+            Consent::Denied
+        } else {
+            Consent::Granted
+        };
+        let (sealed, mut decorated) = evidence::token::write(
+            &self.keys,
+            &self.settings,
+            &input.destination,
+            evidence::token::Issue {
+                identity: &source.identity,
+                now,
+                expires_at,
+                max_uses: limits.max_uses as u8,
+                consent,
+                bind_user_agent: input
+                    .bind_user_agent
+                    .then_some(input.ctx.user_agent.as_str()),
+                audience: &limits.audience,
+            },
+        );
+        if consent == Consent::Granted {
+            if let Some(tz) = input.ga_linker_tz {
+                decorated = linker::write(&decorated, &req, &source.identity, tz, now);
+            }
+            bridge::write(&self.cx(now), &req, &source.identity, &limits.audience).await?;
+        }
+        Ok(Handoff {
+            token: sealed,
+            decorated_url: decorated.into(),
+            expires_at,
+            source,
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! One request, parsed once: the Cookie header into pairs, the URL's query
+//! into pairs, and the Referer's host. Every reader of evidence borrows
+//! this; none parses the raw header again.
+
+use std::borrow::Cow;
+
+use crate::context::RequestContext;
+
+/// A checked request context with its headers parsed.
+#[derive(Debug)]
+pub struct Parsed<'a> {
+    pub ctx: &'a RequestContext,
+    cookies: Vec<(&'a str, &'a str)>,
+    query: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl<'a> Parsed<'a> {
+    pub fn new(ctx: &'a RequestContext) -> Self {
+        counts::cookie();
+        let cookies = crate::cookie::pairs(&ctx.cookie_header).collect();
+        let query = match &ctx.url {
+            Some(u) if u.query().is_some() => {
+                counts::query();
+                u.query_pairs().collect()
+            }
+            _ => Vec::new(),
+        };
+        Self {
+            ctx,
+            cookies,
+            query,
+        }
+    }
+
+    /// Every cookie pair of the Cookie header, in order.
+    pub fn cookies(&self) -> &[(&'a str, &'a str)] {
+        &self.cookies
+    }
+
+    /// The values of the cookies called `name`, in header order.
+    pub fn cookies_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
+        self.cookies
+            .iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// The decoded value of the first query parameter called `name`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The Referer's host name, if the Referer was usable.
+    pub fn referer_host(&self) -> Option<&'a str> {
+        self.ctx.referer.as_ref().and_then(|r| r.host_str())
+    }
+}
+
+/// Parse counters, per thread, kept by test builds only: a unit test shows
+/// that one call parses the Cookie header and the query once each.
+pub mod counts {
+    #[cfg(test)]
+    thread_local! {
+        static COUNTS: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
+    }
+
+    #[inline]
+    pub(crate) fn cookie() {
+        #[cfg(test)]
+        COUNTS.with(|c| c.set((c.get().0 + 1, c.get().1)));
+    }
+
+    #[inline]
+    pub(crate) fn query() {
+        #[cfg(test)]
+        COUNTS.with(|c| c.set((c.get().0, c.get().1 + 1)));
+    }
+
+    /// (Cookie header parses, query parses) on this thread so far.
+    #[cfg(test)]
+    pub fn get() -> (u32, u32) {
+        COUNTS.with(|c| c.get())
+    }
+}

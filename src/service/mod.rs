@@ -1,0 +1,434 @@
+//! The application core: takes checked requests, has the evidence modules
+//! read them in precedence order, persists through the store contract, and
+//! says which cookies to set. It knows neither gRPC nor the storage engine,
+//! nor how any one kind of evidence is read (that is [`crate::evidence`]).
+
+use std::sync::Arc;
+
+use crate::clock::SharedClock;
+use crate::context::{FieldViolation, RequestContext};
+use crate::cookie::{CookieScope, SetCookie};
+use crate::evidence::{self, own_cookie, Cx, Found};
+use crate::identity::{
+    ClientId, Consent, Identity, Method, Rejected, Rejection, MINT_ONLY, PRECEDENCE,
+};
+use crate::keys::Keyring;
+use crate::privacy::{self, UserKey, UserRef};
+use crate::query;
+use crate::request::Parsed;
+pub use crate::settings::Settings;
+use crate::store::{ClientRecord, ClientWrite, Erased, Store, StoreError};
+
+pub use crate::handoff::{Handoff, HandoffInput};
+
+/// Why a call failed, in terms the API layer maps to status codes.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid request")]
+    Invalid(Vec<FieldViolation>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ServiceError {
+    pub(crate) fn field(field: &str, description: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldViolation::new(field, description)])
+    }
+}
+
+/// The user a request names, already checked and hashed.
+#[derive(Debug, Default, Clone)]
+pub struct UserInput {
+    pub user_id: Option<String>,
+    /// Index keys for the user id and the email, whichever were given.
+    pub keys: Vec<UserKey>,
+}
+
+/// A ResolveSession (or MintCookie) call.
+#[derive(Debug)]
+pub struct ResolveInput {
+    pub ctx: RequestContext,
+    pub user: UserInput,
+    /// Whether to also return a `_ga` cookie; None for the configured default.
+    pub ga_cookie: Option<bool>,
+    /// A hand-off token passed outside the URL (a webhook's reference).
+    pub handoff_token: Option<String>,
+    /// Not a page view: report without counting a hit, set no cookie.
+    pub passive: bool,
+}
+
+impl ResolveInput {
+    /// A page view with nothing but the request context.
+    pub fn page_view(ctx: RequestContext) -> Self {
+        Self {
+            ctx,
+            user: UserInput::default(),
+            ga_cookie: None,
+            handoff_token: None,
+            passive: false,
+        }
+    }
+}
+
+/// The answer to a ResolveSession (or MintCookie) call.
+#[derive(Debug)]
+pub struct Resolution {
+    pub identity: Identity,
+    pub method: Method,
+    pub confidence: f32,
+    pub new_session: bool,
+    pub new_client: bool,
+    pub cookies: Vec<SetCookie>,
+    pub rejected: Vec<Rejected>,
+    pub clean_url: Option<String>,
+    pub persisted: bool,
+}
+
+/// The core service, generic over its store.
+pub struct Service<S> {
+    pub(crate) store: S,
+    pub(crate) keys: Arc<Keyring>,
+    pub(crate) settings: Settings,
+    pub(crate) clock: SharedClock,
+}
+
+/// Current unix time in seconds from the system clock.
+pub fn now_unix() -> i64 {
+    crate::clock::system_now()
+}
+
+impl<S: Store> Service<S> {
+    /// A service on the system clock.
+    pub fn new(store: S, keys: Arc<Keyring>, settings: Settings) -> Self {
+        Self::with_clock(store, keys, settings, crate::clock::system())
+    }
+
+    /// A service reading time from `clock`.
+    pub fn with_clock(
+        store: S,
+        keys: Arc<Keyring>,
+        settings: Settings,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            store,
+            keys,
+            settings,
+            clock,
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The time as this service sees it.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub(crate) fn cx(&self, now: i64) -> Cx<'_, S> {
+        Cx {
+            store: &self.store,
+            keys: &self.keys,
+            settings: &self.settings,
+            now,
+        }
+    }
+
+    /// Checks and hashes a user id and email (either may be empty).
+    pub fn user_input(
+        &self,
+        user_id: &str,
+        email: &str,
+        prefix: &str,
+    ) -> Result<UserInput, ServiceError> {
+        let mut violations = Vec::new();
+        let mut out = UserInput::default();
+        if !user_id.is_empty() {
+            match privacy::check_user_id(user_id) {
+                Ok(()) => {
+                    out.keys
+                        .push(privacy::user_key(&self.keys, UserRef::UserId(user_id)));
+                    out.user_id = Some(user_id.to_string());
+                }
+                Err(e) => violations.push(FieldViolation::new(
+                    format!("{prefix}user_id"),
+                    e.to_string(),
+                )),
+            }
+        }
+        if !email.is_empty() {
+            match privacy::normalize_email(email) {
+                Ok(e) => out
+                    .keys
+                    .push(privacy::user_key(&self.keys, UserRef::Email(&e))),
+                Err(e) => {
+                    violations.push(FieldViolation::new(format!("{prefix}email"), e.to_string()))
+                }
+            }
+        }
+        if violations.is_empty() {
+            Ok(out)
+        } else {
+            Err(ServiceError::Invalid(violations))
+        }
+    }
+
+    pub(crate) fn scope(&self, ctx: &RequestContext) -> Result<CookieScope, ServiceError> {
+        self.settings
+            .allowed
+            .scope(&ctx.host, ctx.host_is_domain)
+            .map_err(|e| {
+                ServiceError::field(
+                    "context.host",
+                    format!("{e}; add its domain to allowed_domains"),
+                )
+            })
+    }
+
+    /// ResolveSession: every source of evidence, in precedence order.
+    pub async fn resolve(&self, input: ResolveInput) -> Result<Resolution, ServiceError> {
+        let req = Parsed::new(&input.ctx);
+        self.resolve_parsed(&req, &input, PRECEDENCE, self.now())
+            .await
+    }
+
+    /// MintCookie: the own cookie, refreshed, or a new identity.
+    pub async fn mint(&self, input: ResolveInput) -> Result<Resolution, ServiceError> {
+        let req = Parsed::new(&input.ctx);
+        self.resolve_parsed(&req, &input, MINT_ONLY, self.now())
+            .await
+    }
+
+    /// Resolves an already parsed request at time `now`.
+    pub(crate) async fn resolve_parsed(
+        &self,
+        req: &Parsed<'_>,
+        input: &ResolveInput,
+        sources: &[Method],
+        now: i64,
+    ) -> Result<Resolution, ServiceError> {
+        let ctx = req.ctx;
+        let scope = self.scope(ctx)?;
+        let clean_url = self.clean_url(ctx);
+        if ctx.consent == Consent::Denied {
+            return Ok(self.without_consent(req, &scope, now, clean_url));
+        }
+
+        let mut rejected = Vec::new();
+        let cx = self.cx(now);
+        let found = evidence::first(
+            &cx,
+            &evidence::Input {
+                req,
+                user: &input.user,
+                handoff_token: input.handoff_token.as_deref(),
+            },
+            sources,
+            &mut rejected,
+        )
+        .await?;
+        // A token sealed where the visitor refused consent: unless this
+        // request states consent itself, the destination must not identify.
+        if let Some(f) = &found {
+            if f.consent == Consent::Denied && ctx.consent_stated.is_none() {
+                rejected.push(Rejected::new(
+                    f.method,
+                    Rejection::NoConsent,
+                    "the source site recorded that the visitor refused consent",
+                ));
+                let mut r = self.without_consent(req, &scope, now, clean_url);
+                r.rejected = rejected;
+                return Ok(r);
+            }
+        }
+
+        let (mut identity, method, confidence, record, new_client) = match found {
+            Some(Found {
+                identity,
+                method,
+                confidence,
+                record,
+                ..
+            }) => (identity, method, confidence, record, false),
+            None => {
+                let id = self
+                    .settings
+                    .policy
+                    .new_identity(ClientId::generate(now), now);
+                // The new identity's session starts now: no touch needed.
+                (id, Method::New, 0.0, None, true)
+            }
+        };
+        let new_session =
+            new_client || (!input.passive && self.settings.policy.touch(&mut identity, now));
+
+        if let Some(uid) = &input.user.user_id {
+            identity.user_id = Some(uid.clone());
+        }
+        let fresh = record.as_ref().is_some_and(|stored| {
+            input.user.keys.is_empty() && self.only_touched(&stored.identity, &identity)
+        });
+        let mut user_keys = record.map(|r| r.user_keys).unwrap_or_default();
+        for k in &input.user.keys {
+            if !user_keys.contains(k) {
+                user_keys.push(*k);
+            }
+        }
+        let record = ClientRecord {
+            identity,
+            user_keys,
+        };
+        // Most page views change nothing but the time of the last hit, which
+        // the refreshed cookie carries exactly; the stored copy is rewritten
+        // once it is `touch_write_secs` old.
+        if !fresh {
+            self.store
+                .put_client(ClientWrite {
+                    record: &record,
+                    link: &input.user.keys,
+                    expires_at: now + self.settings.identity_ttl_secs,
+                    history: self.settings.user_history,
+                })
+                .await?;
+        }
+        let identity = record.identity;
+        let cookies = if input.passive {
+            Vec::new()
+        } else {
+            self.cookies(&scope, &identity, input.ga_cookie)
+        };
+        Ok(Resolution {
+            identity,
+            method,
+            confidence,
+            new_session,
+            new_client,
+            cookies,
+            rejected,
+            clean_url,
+            persisted: true,
+        })
+    }
+
+    /// Whether `now` differs from the stored identity only by a last-hit
+    /// time that is not yet `touch_write_secs` newer.
+    fn only_touched(&self, stored: &Identity, now: &Identity) -> bool {
+        stored.client_id == now.client_id
+            && stored.session_id == now.session_id
+            && stored.session_number == now.session_number
+            && stored.user_id == now.user_id
+            && now.last_seen >= stored.last_seen
+            && now.last_seen - stored.last_seen < self.settings.touch_write_secs
+    }
+
+    /// The request URL without the parameters that carry evidence, when it
+    /// had any (each kind of evidence names its own).
+    fn clean_url(&self, ctx: &RequestContext) -> Option<String> {
+        let url = ctx.url.as_ref()?;
+        url.query()?;
+        query::without(url, &evidence::url_params(&self.settings)).map(String::from)
+    }
+
+    /// Consent denied: an identity for this response only, nothing stored,
+    /// and any identity cookie the browser holds deleted.
+    fn without_consent(
+        &self,
+        req: &Parsed<'_>,
+        scope: &CookieScope,
+        now: i64,
+        clean_url: Option<String>,
+    ) -> Resolution {
+        let identity = self
+            .settings
+            .policy
+            .new_identity(ClientId::generate(now), now);
+        let mut cookies = Vec::new();
+        if own_cookie::present(&self.settings, req) {
+            cookies.push(own_cookie::delete(&self.settings, scope));
+        }
+        Resolution {
+            identity,
+            method: Method::NoConsent,
+            confidence: 0.0,
+            new_session: true,
+            new_client: true,
+            cookies,
+            rejected: Vec::new(),
+            clean_url,
+            persisted: false,
+        }
+    }
+
+    fn cookies(
+        &self,
+        scope: &CookieScope,
+        identity: &Identity,
+        ga: Option<bool>,
+    ) -> Vec<SetCookie> {
+        let mut out = vec![own_cookie::write(
+            &self.keys,
+            &self.settings,
+            scope,
+            identity,
+        )];
+        if ga.unwrap_or(self.settings.ga_cookie) {
+            out.push(evidence::ga_cookie::write(
+                scope,
+                identity,
+                self.settings.identity_ttl_secs,
+            ));
+        }
+        out
+    }
+
+    /// LookupByUser: the user's recent identities, newest first.
+    pub async fn lookup(&self, key: UserKey, limit: usize) -> Result<Vec<Identity>, ServiceError> {
+        let now = self.now();
+        let limit = if limit == 0 {
+            self.settings.user_history
+        } else {
+            limit.min(self.settings.user_history)
+        };
+        let mut out = Vec::new();
+        for entry in self.store.lookup_user(key, now).await? {
+            if out.len() == limit {
+                break;
+            }
+            if let Some(r) = self.store.get_client(entry.client_id, now).await? {
+                out.push(r.identity);
+            }
+        }
+        if out.is_empty() {
+            return Err(ServiceError::NotFound(
+                "no identity is linked to this user".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// ForgetUser: erase the user's index and every identity it lists.
+    pub async fn forget(&self, key: UserKey) -> Result<Erased, ServiceError> {
+        Ok(self.store.forget_user(key).await?)
+    }
+
+    /// Removes expired records (the sweeper calls it on the service's
+    /// clock).
+    pub async fn sweep(&self) -> Result<usize, ServiceError> {
+        Ok(self.store.sweep(self.now()).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;
