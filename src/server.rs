@@ -216,6 +216,10 @@ async fn serve<S: Store + Clone>(
     }
     sweeper.abort();
     watcher.abort();
+    // Wait for both to be gone, so nothing holds the store once run ends
+    // (a restart in the same process reopens the directory).
+    let _ = sweeper.await;
+    let _ = watcher.await;
     service
         .store()
         .flush()

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{bad_fields, cookie_header, ctx, keyfile, Server};
+use common::{bad_fields, cookie_header, ctx, keyfile, InProc, Server};
 use sessionbridge::pb::{self, ResolutionMethod};
 use tonic::Code;
 
@@ -16,7 +16,7 @@ fn resolve_req(context: pb::RequestContext) -> pb::ResolveSessionRequest {
 #[tokio::test]
 async fn mint_then_resolve_keeps_the_identity() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &[]);
+    let server = InProc::start(&dir.path().join("data"), &[]).await;
     let mut c = server.client().await;
 
     let minted = c
@@ -91,7 +91,7 @@ async fn mint_then_resolve_keeps_the_identity() {
 async fn forged_and_foreign_cookies_are_rejected_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keyfile(dir.path());
-    let server = Server::start(
+    let server = InProc::start(
         &dir.path().join("data"),
         &[
             "--keys",
@@ -99,7 +99,8 @@ async fn forged_and_foreign_cookies_are_rejected_with_a_reason() {
             "--allowed-domains",
             "example.com,other.org",
         ],
-    );
+    )
+    .await;
     let mut c = server.client().await;
     let minted = c
         .mint_cookie(pb::MintCookieRequest {
@@ -154,14 +155,16 @@ async fn parent_domain_cookie_is_shared_by_subdomains_and_sidecars() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keyfile(dir.path());
     let k = keys.to_str().unwrap();
-    let shop = Server::start(
+    let shop = InProc::start(
         &dir.path().join("shop"),
         &["--keys", k, "--allowed-domains", "example.co.uk"],
-    );
-    let checkout = Server::start(
+    )
+    .await;
+    let checkout = InProc::start(
         &dir.path().join("checkout"),
         &["--keys", k, "--allowed-domains", "example.co.uk"],
-    );
+    )
+    .await;
 
     let minted = shop
         .client()
@@ -203,10 +206,11 @@ async fn parent_domain_cookie_is_shared_by_subdomains_and_sidecars() {
 #[tokio::test]
 async fn hosts_outside_the_allowlist_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = InProc::start(
         &dir.path().join("data"),
         &["--allowed-domains", "example.com"],
-    );
+    )
+    .await;
     let mut c = server.client().await;
     for host in ["evil.com", "example.com.evil.com", "notexample.com"] {
         let err = c
@@ -225,7 +229,7 @@ async fn hosts_outside_the_allowlist_are_refused() {
 async fn users_are_linked_looked_up_and_forgotten() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, &["--durability", "sync"]);
+    let server = InProc::start(&data, &["--durability", "sync"]).await;
     let mut c = server.client().await;
     let email = "Grace.Hopper+Z7Q@Example.org";
 
@@ -331,7 +335,7 @@ async fn users_are_linked_looked_up_and_forgotten() {
 async fn a_login_on_one_domain_is_found_on_another_sharing_the_service() {
     // Seed scenario 3 with one shared instance: user id inheritance.
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &[]);
+    let server = InProc::start(&dir.path().join("data"), &[]).await;
     let mut c = server.client().await;
     let first = c
         .resolve_session(pb::ResolveSessionRequest {
@@ -365,14 +369,15 @@ async fn a_login_on_one_domain_is_found_on_another_sharing_the_service() {
 #[tokio::test]
 async fn inactivity_starts_a_new_session_of_the_same_client() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--session-timeout-secs", "1"]);
+    let server = InProc::start(&dir.path().join("data"), &[]).await;
     let mut c = server.client().await;
     let first = c
         .resolve_session(resolve_req(ctx("a.example", "")))
         .await
         .unwrap()
         .into_inner();
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // Past the default 30-minute timeout, on the server's clock.
+    server.advance(30 * 60 + 1);
     let second = c
         .resolve_session(resolve_req(ctx(
             "a.example",
@@ -391,7 +396,7 @@ async fn inactivity_starts_a_new_session_of_the_same_client() {
 #[tokio::test]
 async fn denied_consent_stores_nothing_and_sets_no_cookie() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &[]);
+    let server = InProc::start(&dir.path().join("data"), &[]).await;
     let mut c = server.client().await;
     let granted = c
         .resolve_session(resolve_req(ctx("a.example", "")))
@@ -432,7 +437,7 @@ async fn denied_consent_stores_nothing_and_sets_no_cookie() {
 #[tokio::test]
 async fn a_restart_on_the_same_directory_keeps_identities() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &[]);
+    let server = InProc::start(&dir.path().join("data"), &[]).await;
     let mut c = server.client().await;
     let r = c
         .resolve_session(pb::ResolveSessionRequest {
@@ -447,7 +452,7 @@ async fn a_restart_on_the_same_directory_keeps_identities() {
     drop(c);
 
     // SIGTERM flushes; the development key persists in the data directory.
-    let server = server.restart();
+    let server = server.restart().await;
     let mut c = server.client().await;
     let after = c
         .resolve_session(resolve_req(ctx("a.example", &cookie_header(&r.cookies))))
@@ -522,7 +527,7 @@ async fn health_reports_serving_then_not_serving_while_draining() {
 async fn hits_that_only_touch_are_written_once_the_stored_time_is_old() {
     let dir = tempfile::tempdir().unwrap();
     for (name, touch, rewritten) in [("lazy", "60", false), ("eager", "0", true)] {
-        let server = Server::start(&dir.path().join(name), &["--touch-write-secs", touch]);
+        let server = InProc::start(&dir.path().join(name), &["--touch-write-secs", touch]).await;
         let mut c = server.client().await;
         let user = format!("u-touch-{name}");
         let login = c
@@ -536,7 +541,7 @@ async fn hits_that_only_touch_are_written_once_the_stored_time_is_old() {
             .into_inner();
         let t0 = login.identity.unwrap().last_seen_unix;
         // Into the next second.
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        server.advance(1);
         let hit = c
             .resolve_session(resolve_req(ctx(
                 "a.example",

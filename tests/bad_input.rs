@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bad_fields, ctx, Server};
+use common::{bad_fields, ctx, InProc};
 use sessionbridge::pb;
 use tonic::Code;
 
@@ -14,10 +14,11 @@ fn long(n: usize) -> String {
 #[tokio::test]
 async fn every_bad_field_is_named_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = InProc::start(
         &dir.path().join("data"),
         &["--allowed-domains", "example.com"],
-    );
+    )
+    .await;
     let mut c = server.client().await;
     let mut good = ctx("www.example.com", "");
     // Without a URL, edits of the host do not also trip the URL check.
@@ -185,7 +186,7 @@ struct RawMint {
     context: Option<RawContext>,
 }
 
-async fn raw_mint(server: &Server, msg: RawMint) -> Result<pb::MintCookieResponse, tonic::Status> {
+async fn raw_mint(server: &InProc, msg: RawMint) -> Result<pb::MintCookieResponse, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(server.channel().await);
     grpc.ready().await.unwrap();
     let path =
@@ -199,7 +200,7 @@ async fn raw_mint(server: &Server, msg: RawMint) -> Result<pb::MintCookieRespons
 #[tokio::test]
 async fn non_utf8_and_oversized_messages_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--max-message-bytes", "4096"]);
+    let server = InProc::start(&dir.path().join("data"), &["--max-message-bytes", "4096"]).await;
 
     let ok = raw_mint(
         &server,
@@ -264,10 +265,11 @@ async fn non_utf8_and_oversized_messages_are_refused() {
 #[tokio::test]
 async fn set_cookie_headers_cannot_be_injected() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = InProc::start(
         &dir.path().join("data"),
         &["--allowed-domains", "example.com,xn--exmple-cua.com"],
-    );
+    )
+    .await;
     let mut c = server.client().await;
     for host in [
         "www.example.com;Domain=evil.com",
@@ -334,7 +336,7 @@ async fn set_cookie_headers_cannot_be_injected() {
 #[tokio::test]
 async fn a_deadline_shorter_than_the_work_is_answered_and_survived() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--durability", "sync"]);
+    let server = InProc::start(&dir.path().join("data"), &["--durability", "sync"]).await;
     let mut c = server.client().await;
     let mut expired = 0;
     for _ in 0..20 {

@@ -3,14 +3,14 @@
 
 mod common;
 
-use common::{cookie_header, ctx, Server};
+use common::{cookie_header, ctx, InProc};
 use sessionbridge::pb::{self, RejectionReason, ResolutionMethod};
 use sessionbridge::service::now_unix;
 
 #[tokio::test]
 async fn existing_ga_cookies_are_adopted_not_reset() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &[]);
+    let server = InProc::start(&dir.path().join("data"), &[]).await;
     let mut c = server.client().await;
     let now = now_unix();
     let (start, last) = (now - 600, now - 60);
@@ -134,7 +134,7 @@ async fn existing_ga_cookies_are_adopted_not_reset() {
 #[tokio::test]
 async fn a_gl_link_from_the_browser_algorithm_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &[]);
+    let server = InProc::start(&dir.path().join("data"), &[]).await;
     let mut c = server.client().await;
     let ua =
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/140.0 Safari/537.36";
@@ -195,8 +195,8 @@ async fn a_gl_link_from_the_browser_algorithm_is_read() {
 #[tokio::test]
 async fn record_handoff_writes_a_gl_the_destination_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Server::start(&dir.path().join("a"), &[]);
-    let b = Server::start(&dir.path().join("b"), &[]);
+    let a = InProc::start(&dir.path().join("a"), &[]).await;
+    let b = InProc::start(&dir.path().join("b"), &[]).await;
     let mut source = ctx("www.brand.example", "");
     source.accept_language = "fr-CA,fr;q=0.8".into();
     let h = a

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cookie_header, ctx, keyfile, Client, Server};
+use common::{cookie_header, ctx, keyfile, Client, InProc};
 use sessionbridge::pb::{self, RejectionReason, ResolutionMethod};
 use tonic::Code;
 
@@ -35,23 +35,25 @@ fn reasons(r: &pb::ResolveSessionResponse) -> Vec<RejectionReason> {
 /// Two sidecars with separate stores and one shared key file.
 struct Pair {
     _dir: tempfile::TempDir,
-    a: Server,
-    b: Server,
+    a: InProc,
+    b: InProc,
 }
 
-fn pair(extra: &[&str]) -> Pair {
+async fn pair(extra: &[&str]) -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let keys = keyfile(dir.path());
     let mut args = vec!["--keys", keys.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let a = Server::start(&dir.path().join("a"), &args);
-    let b = Server::start(&dir.path().join("b"), &args);
+    // One deployment: both sidecars see the same time.
+    let clock = sessionbridge::clock::ManualClock::new();
+    let a = InProc::start_on(&dir.path().join("a"), &args, clock.clone()).await;
+    let b = InProc::start_on(&dir.path().join("b"), &args, clock).await;
     Pair { _dir: dir, a, b }
 }
 
 #[tokio::test]
 async fn a_token_carries_the_identity_once_and_only_to_its_audience() {
-    let p = pair(&[]);
+    let p = pair(&[]).await;
     let (mut a, mut b) = (p.a.client().await, p.b.client().await);
     let h = a
         .record_handoff(handoff(
@@ -130,7 +132,7 @@ async fn a_token_carries_the_identity_once_and_only_to_its_audience() {
 
 #[tokio::test]
 async fn tampered_expired_foreign_and_unbound_tokens_are_never_accepted() {
-    let p = pair(&[]);
+    let p = pair(&[]).await;
     let (mut a, mut b) = (p.a.client().await, p.b.client().await);
     let dest = "https://checkout.example.net/";
     let h = a
@@ -173,10 +175,11 @@ async fn tampered_expired_foreign_and_unbound_tokens_are_never_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let foreign = dir.path().join("foreign.json");
     sessionbridge::keys::generate(&foreign, "foreign").unwrap();
-    let stranger = Server::start(
+    let stranger = InProc::start(
         &dir.path().join("s"),
         &["--keys", foreign.to_str().unwrap()],
-    );
+    )
+    .await;
     let r = resolve(
         &mut stranger.client().await,
         arrive("checkout.example.net", &h.decorated_url),
@@ -185,10 +188,11 @@ async fn tampered_expired_foreign_and_unbound_tokens_are_never_accepted() {
     assert_eq!(reasons(&r), [RejectionReason::UnknownKey]);
     // Same key id, another secret: the seal does not open.
     let same_id = tempfile::tempdir().unwrap();
-    let impostor = Server::start(
+    let impostor = InProc::start(
         &same_id.path().join("s"),
         &["--keys", keyfile(same_id.path()).to_str().unwrap()],
-    );
+    )
+    .await;
     let r = resolve(
         &mut impostor.client().await,
         arrive("checkout.example.net", &h.decorated_url),
@@ -215,7 +219,7 @@ async fn tampered_expired_foreign_and_unbound_tokens_are_never_accepted() {
     let mut short = handoff(ctx("www.example.com", ""), dest);
     short.ttl_seconds = 1;
     let short = a.record_handoff(short).await.unwrap().into_inner();
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    p.a.advance(2);
     let r = resolve(&mut b, arrive("checkout.example.net", &short.decorated_url)).await;
     assert_eq!(r.method(), ResolutionMethod::New);
     assert_eq!(reasons(&r), [RejectionReason::Expired]);
@@ -224,7 +228,7 @@ async fn tampered_expired_foreign_and_unbound_tokens_are_never_accepted() {
 
 #[tokio::test]
 async fn fifty_concurrent_resolves_of_a_single_use_token_give_one_success() {
-    let p = pair(&[]);
+    let p = pair(&[]).await;
     let h =
         p.a.client()
             .await
@@ -262,7 +266,7 @@ async fn fifty_concurrent_resolves_of_a_single_use_token_give_one_success() {
 async fn keys_rotate_without_breaking_tokens_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let old = keyfile(dir.path());
-    let a = Server::start(&dir.path().join("a"), &["--keys", old.to_str().unwrap()]);
+    let a = InProc::start(&dir.path().join("a"), &["--keys", old.to_str().unwrap()]).await;
     let in_flight = a
         .client()
         .await
@@ -276,10 +280,11 @@ async fn keys_rotate_without_breaking_tokens_in_flight() {
     let rotated = dir.path().join("rotated.json");
     std::fs::copy(&old, &rotated).unwrap();
     sessionbridge::keys::rotate(&rotated, "test2").unwrap();
-    let b = Server::start(
+    let b = InProc::start(
         &dir.path().join("b"),
         &["--keys", rotated.to_str().unwrap()],
-    );
+    )
+    .await;
     let mut b = b.client().await;
     let r = resolve(
         &mut b,
@@ -311,7 +316,7 @@ async fn keys_rotate_without_breaking_tokens_in_flight() {
 
 #[tokio::test]
 async fn refused_consent_travels_with_the_token() {
-    let p = pair(&[]);
+    let p = pair(&[]).await;
     let mut source = ctx("www.example.com", "");
     source.consent = pb::Consent::Denied as i32;
     let h =
@@ -339,10 +344,11 @@ async fn refused_consent_travels_with_the_token() {
 #[tokio::test]
 async fn record_handoff_checks_its_arguments() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(
+    let s = InProc::start(
         &dir.path().join("a"),
         &["--handoff-max-ttl-secs", "600", "--handoff-max-uses", "3"],
-    );
+    )
+    .await;
     let mut c = s.client().await;
     let cases: Vec<(&str, pb::RecordHandoffRequest)> = vec![
         ("destination_url", handoff(ctx("a.example", ""), "")),

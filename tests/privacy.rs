@@ -3,14 +3,14 @@
 
 mod common;
 
-use common::{all_bytes, contains, cookie_header, ctx, Server};
+use common::{all_bytes, contains, cookie_header, ctx, InProc};
 use sessionbridge::pb;
 
 #[tokio::test]
 async fn sled_holds_no_email_ip_or_user_agent_and_forgets_users() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, &["--durability", "sync"]);
+    let server = InProc::start(&data, &["--durability", "sync"]).await;
     let mut c = server.client().await;
 
     let email = "Zelda.Quartermaine@Privacy-Probe.example";
@@ -86,7 +86,7 @@ async fn sled_holds_no_email_ip_or_user_agent_and_forgets_users() {
     // bytes until sled reuses them; sealed, they open only with the key file
     // AND the identifier. The live store no longer has them:
     drop(c);
-    let server = server.restart();
+    let server = server.restart().await;
     let r = server
         .client()
         .await
@@ -118,10 +118,11 @@ async fn redis_erasure_leaves_no_trace() {
     let redis = common::Redis::start();
     let dir = tempfile::tempdir().unwrap();
     let url = redis.url();
-    let server = Server::start(
+    let server = InProc::start(
         &dir.path().join("data"),
         &["--store", "redis", "--redis-urls", &url],
-    );
+    )
+    .await;
     let mut c = server.client().await;
     let user = "user-redis-erasure-9931";
     let mut clients = Vec::new();

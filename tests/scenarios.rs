@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cookie_header, ctx, keyfile, Server};
+use common::{cookie_header, ctx, keyfile, InProc};
 use sessionbridge::pb::{self, RejectionReason, ResolutionMethod};
 
 /// Scenario 1: your site → Stripe-hosted checkout → back. The token rides in
@@ -15,9 +15,9 @@ async fn stripe_checkout_return_and_webhook() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keyfile(dir.path());
     let k = keys.to_str().unwrap();
-    let shop = Server::start(&dir.path().join("shop"), &["--keys", k]);
+    let shop = InProc::start(&dir.path().join("shop"), &["--keys", k]).await;
     // The return and webhook land on another domain's sidecar.
-    let orders = Server::start(&dir.path().join("orders"), &["--keys", k]);
+    let orders = InProc::start(&dir.path().join("orders"), &["--keys", k]).await;
 
     let mut shop_c = shop.client().await;
     let visit = shop_c
@@ -120,7 +120,7 @@ async fn stripe_checkout_return_and_webhook() {
 #[tokio::test]
 async fn shopify_arrival_without_parameters_matches_the_bridge() {
     let dir = tempfile::tempdir().unwrap();
-    let shared = Server::start(&dir.path().join("shared"), &["--bridge-window-secs", "2"]);
+    let shared = InProc::start(&dir.path().join("shared"), &[]).await;
     let mut c = shared.client().await;
 
     let leave = |ua: &str, ip: &str| {
@@ -190,7 +190,8 @@ async fn shopify_arrival_without_parameters_matches_the_bridge() {
 
     // Past the window, no match.
     c.record_handoff(leave(ua, "198.51.100.23")).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    // Past the default 60-second window, on the server's clock.
+    shared.advance(61);
     let late = c
         .resolve_session(arrive(ua, "198.51.100.23", "https://www.brand.example/"))
         .await
@@ -204,7 +205,7 @@ async fn shopify_arrival_without_parameters_matches_the_bridge() {
 #[tokio::test]
 async fn the_bridge_never_overrides_a_cookie() {
     let dir = tempfile::tempdir().unwrap();
-    let shared = Server::start(&dir.path().join("shared"), &[]);
+    let shared = InProc::start(&dir.path().join("shared"), &[]).await;
     let mut c = shared.client().await;
     let existing = c
         .resolve_session(pb::ResolveSessionRequest {
@@ -251,11 +252,10 @@ async fn multi_workspace_saas_user_id_inheritance() {
         "app.acme-two.test",
         "app.acme-three.test",
     ];
-    let servers: Vec<Server> = hosts
-        .iter()
-        .enumerate()
-        .map(|(i, _)| Server::start(&dir.path().join(format!("w{i}")), &["--keys", k]))
-        .collect();
+    let mut servers: Vec<InProc> = Vec::new();
+    for i in 0..hosts.len() {
+        servers.push(InProc::start(&dir.path().join(format!("w{i}")), &["--keys", k]).await);
+    }
 
     let mut first = servers[0].client().await;
     let login = first
@@ -332,14 +332,16 @@ async fn many_subdomains_share_one_parent_domain_cookie() {
     let keys = keyfile(dir.path());
     let k = keys.to_str().unwrap();
     let allowed = "example.com,example.co.uk,example-lookalike.com";
-    let shop = Server::start(
+    let shop = InProc::start(
         &dir.path().join("shop"),
         &["--keys", k, "--allowed-domains", allowed],
-    );
-    let checkout = Server::start(
+    )
+    .await;
+    let checkout = InProc::start(
         &dir.path().join("checkout"),
         &["--keys", k, "--allowed-domains", allowed],
-    );
+    )
+    .await;
 
     for (a, b, domain) in [
         ("shop.example.com", "checkout.example.com", "example.com"),
@@ -400,11 +402,12 @@ async fn many_subdomains_share_one_parent_domain_cookie() {
 #[tokio::test]
 async fn raw_session_id_parameter_is_opt_in_and_referrer_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let off = Server::start(&dir.path().join("off"), &[]);
-    let on = Server::start(
+    let off = InProc::start(&dir.path().join("off"), &[]).await;
+    let on = InProc::start(
         &dir.path().join("on"),
         &["--session-id-param-referrers", "partner.example"],
-    );
+    )
+    .await;
     let victim = "1234567.1700000000";
     let req = |referer: &str| {
         let mut x = ctx("shop.example", "");

@@ -184,23 +184,55 @@ impl RedisStore {
     }
 }
 
+/// A value with its expiry beside it: Redis expires the key itself (in
+/// real time), and a read also checks the stored time against the
+/// caller's clock, as the embedded store does.
+#[derive(serde::Serialize)]
+struct Stamp<'a, T> {
+    exp: i64,
+    #[serde(flatten)]
+    value: &'a T,
+}
+
+#[derive(serde::Deserialize)]
+struct Stamped<T> {
+    /// Values written before the stamp existed have none: Redis's TTL
+    /// alone ends them.
+    #[serde(default = "never")]
+    exp: i64,
+    #[serde(flatten)]
+    value: T,
+}
+
+fn never() -> i64 {
+    i64::MAX
+}
+
+fn stamp<T: serde::Serialize>(value: &T, exp: i64) -> Vec<u8> {
+    serde_json::to_vec(&Stamp { exp, value }).expect("records serialize")
+}
+
+/// The value of `bytes`, or None when its stored expiry has passed.
+fn unstamp<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    now: i64,
+) -> Result<Option<T>, StoreError> {
+    let s: Stamped<T> = serde_json::from_slice(bytes).map_err(corrupt)?;
+    Ok((now < s.exp).then_some(s.value))
+}
+
 fn corrupt(e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
 impl Store for RedisStore {
-    async fn get_client(
-        &self,
-        id: ClientId,
-        _now: i64,
-    ) -> Result<Option<ClientRecord>, StoreError> {
+    async fn get_client(&self, id: ClientId, now: i64) -> Result<Option<ClientRecord>, StoreError> {
         let v: Option<Vec<u8>> = redis::cmd("GET")
             .arg(self.client_key(id))
             .query_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        v.map(|b| serde_json::from_slice(&b).map_err(corrupt))
-            .transpose()
+        Ok(v.map(|b| unstamp(&b, now)).transpose()?.flatten())
     }
 
     async fn put_client(&self, w: ClientWrite<'_>) -> Result<(), StoreError> {
@@ -209,7 +241,7 @@ impl Store for RedisStore {
         let keep = w.history.max(1) as i64;
         let mut set = redis::cmd("SET");
         set.arg(self.client_key(id))
-            .arg(serde_json::to_vec(w.record).expect("records serialize"))
+            .arg(stamp(w.record, w.expires_at))
             .arg("EXAT")
             .arg(w.expires_at);
         // The three commands that maintain one user index.
@@ -355,7 +387,7 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let _: () = redis::cmd("SET")
             .arg(format!("{}b:{}", self.prefix, hex::encode(key)))
-            .arg(serde_json::to_vec(entry).expect("entries serialize"))
+            .arg(stamp(entry, expires_at))
             .arg("EXAT")
             .arg(expires_at)
             .query_async(&mut self.conn.clone())
@@ -367,15 +399,14 @@ impl Store for RedisStore {
     async fn take_bridge(
         &self,
         key: [u8; 32],
-        _now: i64,
+        now: i64,
     ) -> Result<Option<BridgeEntry>, StoreError> {
         let v: Option<Vec<u8>> = redis::cmd("GETDEL")
             .arg(format!("{}b:{}", self.prefix, hex::encode(key)))
             .query_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        v.map(|b| serde_json::from_slice(&b).map_err(corrupt))
-            .transpose()
+        Ok(v.map(|b| unstamp(&b, now)).transpose()?.flatten())
     }
 
     async fn sweep(&self, _now: i64) -> Result<usize, StoreError> {

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch};
 
 use super::{BridgeEntry, Claim, ClientRecord, ClientWrite, Erased, Store, StoreError, UserEntry};
 use crate::identity::ClientId;
@@ -54,7 +54,9 @@ pub enum Durability {
 /// started after their write has finished.
 struct GroupCommit {
     written: AtomicU64,
-    wake: Notify,
+    /// Wakes the committer; when the store (every clone) is dropped, the
+    /// channel closes and the committer ends, releasing the database.
+    wake: mpsc::Sender<()>,
     flushed: watch::Sender<Result<u64, String>>,
 }
 
@@ -360,17 +362,17 @@ impl SledStore {
 
     fn with_group_commit(mut self) -> Self {
         let (tx, _) = watch::channel(Ok(0));
+        let (wake, mut woken) = mpsc::channel(1);
         let gc = Arc::new(GroupCommit {
             written: AtomicU64::new(0),
-            wake: Notify::new(),
+            wake,
             flushed: tx,
         });
         let db = self.db.clone();
         let weak = Arc::downgrade(&gc);
         tokio::spawn(async move {
-            loop {
+            while woken.recv().await.is_some() {
                 let Some(gc) = weak.upgrade() else { return };
-                gc.wake.notified().await;
                 let target = gc.written.load(Ordering::Acquire);
                 let db = db.clone();
                 let result = tokio::task::spawn_blocking(move || db.flush())
@@ -399,7 +401,8 @@ impl SledStore {
         };
         let mut rx = gc.flushed.subscribe();
         let seq = gc.written.fetch_add(1, Ordering::AcqRel) + 1;
-        gc.wake.notify_one();
+        // A full channel already holds a wake-up the committer will see.
+        let _ = gc.wake.try_send(());
         loop {
             match &*rx.borrow_and_update() {
                 Ok(done) if *done >= seq => return Ok(()),

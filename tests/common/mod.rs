@@ -1,6 +1,10 @@
 //! Test support: runs the real `sessionbridge` binary on an ephemeral port
-//! with its own data directory, and connects gRPC clients to it.
-#![allow(dead_code)]
+//! with its own data directory, or the real server inside the test process
+//! on a controllable clock ([`InProc`]), and connects gRPC clients to it.
+#![allow(dead_code, unused_imports)]
+
+mod inproc;
+pub use inproc::{Browser, InProc};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -169,12 +173,15 @@ impl Drop for Server {
     }
 }
 
+/// The User-Agent test requests send.
+pub const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0";
+
 /// A request context for `host` with a browser-like User-Agent.
 pub fn ctx(host: &str, cookie_header: &str) -> pb::RequestContext {
     pb::RequestContext {
         host: host.into(),
         url: format!("https://{host}/"),
-        user_agent: "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0".into(),
+        user_agent: UA.into(),
         cookie_header: cookie_header.into(),
         client_ip: "203.0.113.7".into(),
         ..Default::default()
