@@ -43,13 +43,15 @@ pub fn load_keys(cfg: &Config) -> anyhow::Result<Keyring> {
     }
 }
 
-/// Runs the server until `stop` resolves (or SIGTERM/SIGINT). Announces the
-/// bound address on stdout as `sessionbridge listening on ADDR`, a line
-/// scripts and tests may rely on.
+/// Runs the server until `stop` resolves (or SIGTERM/SIGINT); a
+/// configuration that fails [`Config::check`] is refused before anything
+/// starts. Announces the bound address on stdout as `sessionbridge listening
+/// on ADDR`, a line scripts and tests may rely on.
 pub async fn run(
     cfg: Config,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let settings = Settings::from_config(&cfg)?;
     let keys = Arc::new(load_keys(&cfg)?);
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -64,19 +66,20 @@ pub async fn run(
                 cfg.cache_mb,
             )
             .context("cannot open the store")?;
-            serve(cfg, keys, listener, store, stop).await
+            serve(cfg, settings, keys, listener, store, stop).await
         }
         StoreKind::Redis => {
             let store = RedisStore::connect(&cfg.redis())
                 .await
                 .context("cannot reach the Redis store")?;
-            serve(cfg, keys, listener, store, stop).await
+            serve(cfg, settings, keys, listener, store, stop).await
         }
     }
 }
 
 async fn serve<S: Store + Clone>(
     cfg: Config,
+    settings: Settings,
     keys: Arc<Keyring>,
     listener: TcpListener,
     store: S,
@@ -88,7 +91,7 @@ async fn serve<S: Store + Clone>(
         tracing::info!(%metrics_addr, "metrics at http://{metrics_addr}/metrics");
     }
     let (health, health_service) = tonic_health::server::health_reporter();
-    let service = Arc::new(Service::new(store, keys, Settings::from_config(&cfg)));
+    let service = Arc::new(Service::new(store, keys, settings));
 
     let (trigger, shutdown) = shutdown::channel();
     let sweeper = tokio::spawn(sweep_loop(
