@@ -100,7 +100,7 @@ fn benches(c: &mut Criterion) {
         Service::new(
             store,
             std::sync::Arc::clone(&keys),
-            Settings::from_config(&cfg),
+            Settings::from_config(&cfg).unwrap(),
         )
     });
     let first = rt

@@ -1,17 +1,27 @@
 //! Configuration: a TOML file, then `SESSIONBRIDGE_*` environment variables,
 //! then command-line flags, each overriding the one before. Every setting has
 //! a default, so `sessionbridge serve` starts with no configuration at all.
+//!
+//! Each setting is stated once, in the `settings!` table below: its name
+//! (the TOML key; the flag is the name in kebab case and the environment
+//! variable `SESSIONBRIDGE_` and the name in capitals), its type, its
+//! default and its help text. The table generates [`Config`], its
+//! [`Default`], [`Overrides`] (the partial form that both the file and the
+//! command line fill in), the merge of one into the other, and
+//! [`Config::KEYS`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::cookie::AllowedDomains;
 use crate::identity::Consent;
 use crate::store::Durability;
 
 /// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Readable lines for a terminal.
@@ -21,7 +31,7 @@ pub enum LogFormat {
 }
 
 /// Where identities are kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     /// Embedded sled database in `data_dir`: one store per instance.
@@ -30,397 +40,355 @@ pub enum StoreKind {
     Redis,
 }
 
-/// Every setting of `sessionbridge serve`. Field docs are the reference the
-/// README repeats.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// Address to listen on. Loopback by default: in a pod only the backend
-    /// beside it can reach the sidecar.
-    pub listen: SocketAddr,
-    /// Allow a non-loopback `listen` address without TLS. Plaintext gRPC on a
-    /// shared network lets anyone mint and read identities.
-    pub insecure_listen: bool,
-    /// PEM certificate chain for TLS on the listener.
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for `tls_cert`.
-    pub tls_key: Option<PathBuf>,
-    /// PEM CA certificate(s): when set, callers must present a client
-    /// certificate signed by one of them (mutual TLS).
-    pub tls_client_ca: Option<PathBuf>,
-    /// File holding a bearer token that every identity API call must carry
-    /// (`authorization: Bearer <token>`). Health and reflection stay open.
-    pub auth_token_file: Option<PathBuf>,
-    /// Address of the Prometheus endpoint (`GET /metrics`), on its own
-    /// port; none by default. In Kubernetes, `0.0.0.0:9464` so the pod's
-    /// scraper can reach it: it exposes counts, never request data.
-    pub metrics_listen: Option<SocketAddr>,
-    /// Which store: `sled` (embedded) or `redis` (shared).
-    pub store: StoreKind,
-    /// Directory of the embedded store (and of the development key).
-    pub data_dir: PathBuf,
-    /// Redis URLs: one `redis://` or `rediss://` URL, or the seed nodes of
-    /// a cluster. Credentials go in the URL; prefer the file or the
-    /// environment to flags for them.
-    pub redis_urls: Vec<String>,
-    /// Talk to a Redis Cluster.
-    pub redis_cluster: bool,
-    /// Prefix of every Redis key.
-    pub redis_key_prefix: String,
-    /// A Redis command slower than this fails with UNAVAILABLE.
-    pub redis_timeout_ms: u64,
-    /// A connection attempt slower than this fails.
-    pub redis_connect_timeout_ms: u64,
-    /// The key file shared by every sidecar of a deployment. Without one, a
-    /// development key is generated in the data directory; cookies and
-    /// tokens then work on this instance only.
-    pub keys: Option<PathBuf>,
-    /// Domains on which cookies may be set (each admits its subdomains).
-    /// Empty: every host, host-only cookies.
-    pub allowed_domains: Vec<String>,
-    /// Name of the service's own identity cookie.
-    pub cookie_name: String,
-    /// Inactivity after which the next hit starts a new session.
-    pub session_timeout_secs: u64,
-    /// A hit that changes nothing but the time of the last hit rewrites the
-    /// stored record only when the stored time is at least this old; the
-    /// cookie always carries the exact time. 0: write on every hit. Capped
-    /// at a tenth of `session_timeout_secs`, so a stale stored time can
-    /// never end a session early by more than that.
-    pub touch_write_secs: u64,
-    /// Lifetime of an identity (cookie Max-Age and stored record), in days;
-    /// at most 400, the cap browsers apply.
-    pub identity_ttl_days: u32,
-    /// Also set a GA4 `_ga` cookie by default.
-    pub ga_cookie: bool,
-    /// Consent assumed when a request does not state it.
-    pub default_consent: Consent,
-    /// How many recent identities a user index keeps.
-    pub user_history: usize,
-    /// When a write is acknowledged: `interval` or `sync`.
-    pub durability: Durability,
-    /// With `durability = "interval"`, how often the store is flushed.
-    pub flush_interval_ms: u64,
-    /// Page cache of the embedded store, MiB.
-    pub cache_mb: u64,
-    /// How often expired records are removed.
-    pub sweep_interval_secs: u64,
-    /// Deadline of one call; a caller's shorter `grpc-timeout` wins.
-    pub request_timeout_ms: u64,
-    /// Calls served at once; beyond it calls are shed with UNAVAILABLE.
-    pub concurrency_limit: usize,
-    /// Largest request message accepted, in bytes.
-    pub max_message_bytes: usize,
-    /// On SIGTERM, how long to report NOT_SERVING before closing the
-    /// listener, so load balancers stop sending calls first.
-    pub drain_secs: u64,
-    /// Log line format.
-    pub log_format: LogFormat,
-    /// Query parameter that carries hand-off tokens.
-    pub handoff_param: String,
-    /// Lifetime of a hand-off token when the request does not set one.
-    pub handoff_default_ttl_secs: u32,
-    /// The longest lifetime a request may ask for (hours suit payment
-    /// redirects and their webhooks).
-    pub handoff_max_ttl_secs: u32,
-    /// The most uses a request may allow on one token.
-    pub handoff_max_uses: u32,
-    /// How long a recorded hand-off waits for a parameterless arrival
-    /// (the referrer bridge); 0 turns the bridge off.
-    pub bridge_window_secs: u32,
-    /// Name of the raw session id query parameter (the seed's approach 3).
-    pub session_id_param: String,
-    /// Referring domains (subdomains included) from which a raw session id
-    /// parameter is accepted. Empty, the default, turns the feature off: a
-    /// raw id in a URL lets anyone who sees the link take over the session.
-    pub session_id_param_referrers: Vec<String>,
-}
+/// The prefix of every setting's environment variable.
+const ENV_PREFIX: &str = "SESSIONBRIDGE_";
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:50051".parse().expect("valid address"),
-            insecure_listen: false,
-            metrics_listen: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_client_ca: None,
-            auth_token_file: None,
-            store: StoreKind::Sled,
-            data_dir: PathBuf::from("sessionbridge-data"),
-            redis_urls: Vec::new(),
-            redis_cluster: false,
-            redis_key_prefix: "sessionbridge:".into(),
-            redis_timeout_ms: 500,
-            redis_connect_timeout_ms: 1000,
-            keys: None,
-            allowed_domains: Vec::new(),
-            cookie_name: "_sbid".into(),
-            session_timeout_secs: 30 * 60,
-            touch_write_secs: 60,
-            identity_ttl_days: 400,
-            ga_cookie: false,
-            default_consent: Consent::Granted,
-            user_history: 10,
-            durability: Durability::Interval,
-            flush_interval_ms: 500,
-            cache_mb: crate::store::SLED_DEFAULT_CACHE_MB,
-            sweep_interval_secs: 60,
-            request_timeout_ms: 2000,
-            concurrency_limit: 1024,
-            max_message_bytes: 64 * 1024,
-            drain_secs: 0,
-            log_format: LogFormat::Text,
-            handoff_param: "_sbt".into(),
-            handoff_default_ttl_secs: 120,
-            handoff_max_ttl_secs: 86_400,
-            handoff_max_uses: 10,
-            bridge_window_secs: 60,
-            session_id_param: "session_id".into(),
-            session_id_param_referrers: Vec::new(),
+/// Declares the settings. Each row is
+///
+/// ```text
+/// /// Help text (the field's documentation, the flag's help).
+/// #[arg(...)]           // optional: further clap attributes of the flag
+/// name: Type = default; // or `name: Type;`, unset by default
+/// ```
+///
+/// A row with a default is a `Type` in [`Config`]; a row without one is an
+/// `Option<Type>` there, `None` unless given. In [`Overrides`] every setting
+/// is an `Option<Type>`: `None` leaves the value below it.
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])*
+        $(#[arg($($arg:tt)*)])*
+        $name:ident: $ty:ty $(= $default:expr)?;
+    )*) => {
+        /// Every setting of `sessionbridge serve`. Field docs are the
+        /// reference the README and `sessionbridge serve --help` repeat.
+        #[derive(Clone, Debug, Serialize)]
+        pub struct Config {
+            $(
+                $(#[doc = $doc])*
+                pub $name: setting!(type $ty $(, $default)?),
+            )*
         }
-    }
-}
 
-/// Settings given on the command line or in the environment; `None` leaves
-/// the file's (or default) value.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct Overrides {
-    /// TOML configuration file.
-    #[arg(long, env = "SESSIONBRIDGE_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:50051].
-    #[arg(long, env = "SESSIONBRIDGE_LISTEN", value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// Allow listening beyond loopback without TLS.
-    #[arg(long, env = "SESSIONBRIDGE_INSECURE_LISTEN")]
-    pub insecure_listen: Option<bool>,
-    /// Prometheus endpoint address, e.g. 0.0.0.0:9464 [default: off].
-    #[arg(long, env = "SESSIONBRIDGE_METRICS_LISTEN", value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
-    /// PEM certificate chain: serve gRPC over TLS.
-    #[arg(long, env = "SESSIONBRIDGE_TLS_CERT", value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, env = "SESSIONBRIDGE_TLS_KEY", value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// PEM CA: require client certificates it signed (mutual TLS).
-    #[arg(long, env = "SESSIONBRIDGE_TLS_CLIENT_CA", value_name = "FILE")]
-    pub tls_client_ca: Option<PathBuf>,
-    /// File with the bearer token callers must send.
-    #[arg(long, env = "SESSIONBRIDGE_AUTH_TOKEN_FILE", value_name = "FILE")]
-    pub auth_token_file: Option<PathBuf>,
-    /// `sled` (embedded, default) or `redis` (shared).
-    #[arg(long, env = "SESSIONBRIDGE_STORE", value_enum)]
-    pub store: Option<StoreKind>,
-    /// Redis URLs, comma-separated (several for a cluster's seed nodes).
-    #[arg(
-        long,
-        env = "SESSIONBRIDGE_REDIS_URLS",
-        value_delimiter = ',',
-        value_name = "URLS"
-    )]
-    pub redis_urls: Option<Vec<String>>,
-    /// Use Redis Cluster.
-    #[arg(long, env = "SESSIONBRIDGE_REDIS_CLUSTER")]
-    pub redis_cluster: Option<bool>,
-    /// Prefix of every Redis key [default: sessionbridge:].
-    #[arg(long, env = "SESSIONBRIDGE_REDIS_KEY_PREFIX")]
-    pub redis_key_prefix: Option<String>,
-    /// Redis command timeout, ms [default: 500].
-    #[arg(long, env = "SESSIONBRIDGE_REDIS_TIMEOUT_MS")]
-    pub redis_timeout_ms: Option<u64>,
-    /// Redis connection timeout, ms [default: 1000].
-    #[arg(long, env = "SESSIONBRIDGE_REDIS_CONNECT_TIMEOUT_MS")]
-    pub redis_connect_timeout_ms: Option<u64>,
-    /// Directory of the embedded store [default: ./sessionbridge-data].
-    #[arg(long, env = "SESSIONBRIDGE_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Key file shared by every sidecar (see `sessionbridge keygen`).
-    #[arg(long, env = "SESSIONBRIDGE_KEYS", value_name = "FILE")]
-    pub keys: Option<PathBuf>,
-    /// Domains cookies may be set on, comma-separated.
-    #[arg(
-        long,
-        env = "SESSIONBRIDGE_ALLOWED_DOMAINS",
-        value_delimiter = ',',
-        value_name = "DOMAINS"
-    )]
-    pub allowed_domains: Option<Vec<String>>,
-    /// Name of the identity cookie [default: _sbid].
-    #[arg(long, env = "SESSIONBRIDGE_COOKIE_NAME")]
-    pub cookie_name: Option<String>,
-    /// Session inactivity timeout in seconds [default: 1800].
-    #[arg(long, env = "SESSIONBRIDGE_SESSION_TIMEOUT_SECS")]
-    pub session_timeout_secs: Option<u64>,
-    /// Rewrite a record on a hit that changes nothing else only when its
-    /// stored last-hit time is this old, in seconds; 0 writes every hit
-    /// [default: 60].
-    #[arg(long, env = "SESSIONBRIDGE_TOUCH_WRITE_SECS")]
-    pub touch_write_secs: Option<u64>,
-    /// Identity lifetime in days, at most 400 [default: 400].
-    #[arg(long, env = "SESSIONBRIDGE_IDENTITY_TTL_DAYS")]
-    pub identity_ttl_days: Option<u32>,
-    /// Set a GA4 `_ga` cookie by default.
-    #[arg(long, env = "SESSIONBRIDGE_GA_COOKIE")]
-    pub ga_cookie: Option<bool>,
-    /// Consent assumed when a request does not state it [default: granted].
-    #[arg(long, env = "SESSIONBRIDGE_DEFAULT_CONSENT", value_parser = parse_consent)]
-    pub default_consent: Option<Consent>,
-    /// Recent identities kept per user [default: 10].
-    #[arg(long, env = "SESSIONBRIDGE_USER_HISTORY")]
-    pub user_history: Option<usize>,
-    /// `interval` or `sync` [default: interval].
-    #[arg(long, env = "SESSIONBRIDGE_DURABILITY", value_parser = parse_durability)]
-    pub durability: Option<Durability>,
-    /// Flush interval with durability=interval, ms [default: 500].
-    #[arg(long, env = "SESSIONBRIDGE_FLUSH_INTERVAL_MS")]
-    pub flush_interval_ms: Option<u64>,
-    /// Page cache of the embedded store, MiB [default: 1024].
-    #[arg(long, env = "SESSIONBRIDGE_CACHE_MB")]
-    pub cache_mb: Option<u64>,
-    /// Expired-record sweep interval, s [default: 60].
-    #[arg(long, env = "SESSIONBRIDGE_SWEEP_INTERVAL_SECS")]
-    pub sweep_interval_secs: Option<u64>,
-    /// Per-call deadline, ms [default: 2000].
-    #[arg(long, env = "SESSIONBRIDGE_REQUEST_TIMEOUT_MS")]
-    pub request_timeout_ms: Option<u64>,
-    /// Calls served at once before shedding [default: 1024].
-    #[arg(long, env = "SESSIONBRIDGE_CONCURRENCY_LIMIT")]
-    pub concurrency_limit: Option<usize>,
-    /// Largest request message, bytes [default: 65536].
-    #[arg(long, env = "SESSIONBRIDGE_MAX_MESSAGE_BYTES")]
-    pub max_message_bytes: Option<usize>,
-    /// NOT_SERVING period before closing on SIGTERM, s [default: 0].
-    #[arg(long, env = "SESSIONBRIDGE_DRAIN_SECS")]
-    pub drain_secs: Option<u64>,
-    /// `text` or `json` [default: text].
-    #[arg(long, env = "SESSIONBRIDGE_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-    /// Query parameter of hand-off tokens [default: _sbt].
-    #[arg(long, env = "SESSIONBRIDGE_HANDOFF_PARAM")]
-    pub handoff_param: Option<String>,
-    /// Default hand-off token lifetime, s [default: 120].
-    #[arg(long, env = "SESSIONBRIDGE_HANDOFF_DEFAULT_TTL_SECS")]
-    pub handoff_default_ttl_secs: Option<u32>,
-    /// Longest hand-off token lifetime a request may ask for, s [default: 86400].
-    #[arg(long, env = "SESSIONBRIDGE_HANDOFF_MAX_TTL_SECS")]
-    pub handoff_max_ttl_secs: Option<u32>,
-    /// Most uses a request may allow on one token [default: 10].
-    #[arg(long, env = "SESSIONBRIDGE_HANDOFF_MAX_USES")]
-    pub handoff_max_uses: Option<u32>,
-    /// Referrer bridge window, s; 0 disables the bridge [default: 60].
-    #[arg(long, env = "SESSIONBRIDGE_BRIDGE_WINDOW_SECS")]
-    pub bridge_window_secs: Option<u32>,
-    /// Name of the raw session id parameter [default: session_id].
-    #[arg(long, env = "SESSIONBRIDGE_SESSION_ID_PARAM")]
-    pub session_id_param: Option<String>,
-    /// Referring domains a raw session id parameter is accepted from,
-    /// comma-separated [default: none, feature off].
-    #[arg(
-        long,
-        env = "SESSIONBRIDGE_SESSION_ID_PARAM_REFERRERS",
-        value_delimiter = ',',
-        value_name = "DOMAINS"
-    )]
-    pub session_id_param_referrers: Option<Vec<String>>,
-}
+        impl Default for Config {
+            fn default() -> Self {
+                Self {
+                    $($name: setting!(default $($default)?),)*
+                }
+            }
+        }
 
-fn parse_consent(s: &str) -> Result<Consent, String> {
-    match s {
-        "granted" => Ok(Consent::Granted),
-        "denied" => Ok(Consent::Denied),
-        _ => Err("expected `granted` or `denied`".into()),
-    }
-}
+        /// Settings given in one place: the configuration file, or the
+        /// command line and the environment (where clap lets a flag win
+        /// over its environment variable). `None` leaves the value below:
+        /// the file's, or the default.
+        #[derive(Clone, Debug, Default, clap::Args, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Overrides {
+            /// TOML configuration file.
+            #[arg(long, env = env_var!(config), value_name = "FILE")]
+            #[serde(skip)]
+            pub config: Option<PathBuf>,
+            $(
+                #[arg(
+                    long,
+                    env = env_var!($name),
+                    help = help(stringify!($name), concat!($($doc, "\n"),*), false),
+                    long_help = help(stringify!($name), concat!($($doc, "\n"),*), true),
+                )]
+                $(#[arg($($arg)*)])*
+                pub $name: Option<$ty>,
+            )*
+        }
 
-fn parse_durability(s: &str) -> Result<Durability, String> {
-    match s {
-        "interval" => Ok(Durability::Interval),
-        "sync" => Ok(Durability::Sync),
-        _ => Err("expected `interval` or `sync`".into()),
-    }
-}
+        impl Config {
+            /// The name of every setting: its TOML key.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($name)),*];
 
-macro_rules! apply {
-    ($cfg:ident, $o:ident, $($field:ident),*) => {
-        $(if let Some(v) = $o.$field.clone() { $cfg.$field = v; })*
+            /// Takes every setting `given` states.
+            fn apply(&mut self, given: &Overrides) {
+                $(
+                    if let Some(v) = &given.$name {
+                        self.$name = setting!(value v.clone() $(, $default)?);
+                    }
+                )*
+            }
+        }
     };
 }
 
-impl Config {
-    /// Reads a TOML file; unknown keys are errors, so a typo is not silently
-    /// ignored.
+/// The parts of a row of [`settings!`] that depend on whether it has a
+/// default.
+macro_rules! setting {
+    (type $ty:ty) => { Option<$ty> };
+    (type $ty:ty, $default:expr) => { $ty };
+    (default) => { None };
+    (default $default:expr) => { $default };
+    (value $v:expr) => { Some($v) };
+    (value $v:expr, $default:expr) => { $v };
+}
+
+/// A setting's environment variable, `SESSIONBRIDGE_` and its name in
+/// capitals, as a `&'static str` made at compile time.
+macro_rules! env_var {
+    ($name:ident) => {{
+        const NAME: &str = stringify!($name);
+        const BYTES: [u8; ENV_PREFIX.len() + NAME.len()] = env_var_bytes(NAME);
+        const VAR: &str = match std::str::from_utf8(&BYTES) {
+            Ok(var) => var,
+            Err(_) => panic!("setting names are ASCII"),
+        };
+        VAR
+    }};
+}
+
+const fn env_var_bytes<const N: usize>(name: &str) -> [u8; N] {
+    let (prefix, name) = (ENV_PREFIX.as_bytes(), name.as_bytes());
+    assert!(N == prefix.len() + name.len());
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < prefix.len() {
+            prefix[i]
+        } else {
+            name[i - prefix.len()].to_ascii_uppercase()
+        };
+        i += 1;
+    }
+    out
+}
+
+/// A flag's help from its setting's documentation: the first sentence for
+/// `-h` (without its full stop, as clap shows a doc comment's summary), all
+/// of it for `--help`; then the default.
+fn help(name: &str, doc: &str, long: bool) -> String {
+    let mut paragraphs = Vec::new();
+    let mut current = Vec::new();
+    for line in doc.lines().map(str::trim) {
+        if line.is_empty() {
+            if !current.is_empty() {
+                paragraphs.push(current.join(" "));
+                current.clear();
+            }
+        } else {
+            current.push(line);
+        }
+    }
+    if !current.is_empty() {
+        paragraphs.push(current.join(" "));
+    }
+    let text = if long {
+        paragraphs.join("\n\n")
+    } else {
+        let first = paragraphs.first().map(String::as_str).unwrap_or("");
+        let sentence = first.find(". ").map_or(first, |end| &first[..end]);
+        sentence.trim_end_matches('.').to_string()
+    };
+    format!("{text} [default: {}]", shown_default(name))
+}
+
+/// A setting's default as it is written on the command line.
+fn shown_default(name: &str) -> String {
+    static DEFAULTS: OnceLock<toml::Table> = OnceLock::new();
+    let defaults = DEFAULTS.get_or_init(|| {
+        match toml::Value::try_from(Config::default()).expect("the defaults serialize") {
+            toml::Value::Table(table) => table,
+            _ => unreachable!("a struct serializes as a table"),
+        }
+    });
+    let show = |v: &toml::Value| match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match defaults.get(name) {
+        None => "none".into(),
+        Some(toml::Value::Array(items)) if items.is_empty() => "empty".into(),
+        Some(toml::Value::Array(items)) => items.iter().map(show).collect::<Vec<_>>().join(","),
+        Some(v) => show(v),
+    }
+}
+
+/// Reads a flag's value as the file spells it (`granted`, `sync`).
+fn as_in_file<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s))
+        .map_err(|e| e.to_string())
+}
+
+settings! {
+    /// Address to listen on. Loopback by default: in a pod only the backend
+    /// beside it can reach the sidecar.
+    #[arg(value_name = "ADDR")]
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 50051));
+    /// Allow a non-loopback `listen` address without TLS. Plaintext gRPC on
+    /// a shared network lets anyone mint and read identities.
+    insecure_listen: bool = false;
+    /// PEM certificate chain: serve gRPC over TLS (then any `listen`
+    /// address may be used).
+    #[arg(value_name = "FILE")]
+    tls_cert: PathBuf;
+    /// PEM private key of `tls_cert`.
+    #[arg(value_name = "FILE")]
+    tls_key: PathBuf;
+    /// PEM CA certificate(s): when set, callers must present a client
+    /// certificate signed by one of them (mutual TLS).
+    #[arg(value_name = "FILE")]
+    tls_client_ca: PathBuf;
+    /// File holding a bearer token that every identity API call must carry
+    /// (`authorization: Bearer <token>`). Health and reflection stay open.
+    #[arg(value_name = "FILE")]
+    auth_token_file: PathBuf;
+    /// Address of the Prometheus endpoint (`GET /metrics`), on its own
+    /// port. In Kubernetes, `0.0.0.0:9464` so the pod's scraper can reach
+    /// it: it exposes counts, never request data.
+    #[arg(value_name = "ADDR")]
+    metrics_listen: SocketAddr;
+    /// Which store: `sled` (embedded) or `redis` (shared).
+    #[arg(value_enum)]
+    store: StoreKind = StoreKind::Sled;
+    /// Directory of the embedded store (and of the development key).
+    #[arg(value_name = "DIR")]
+    data_dir: PathBuf = PathBuf::from("sessionbridge-data");
+    /// Redis URLs: one `redis://` or `rediss://` URL, or the seed nodes of
+    /// a cluster (comma-separated on the command line and in the
+    /// environment). Credentials go in the URL; prefer the file or the
+    /// environment to flags for them.
+    #[arg(value_delimiter = ',', value_name = "URLS")]
+    redis_urls: Vec<String> = Vec::new();
+    /// Talk to a Redis Cluster.
+    redis_cluster: bool = false;
+    /// Prefix of every Redis key.
+    redis_key_prefix: String = "sessionbridge:".into();
+    /// A Redis command slower than this, in milliseconds, fails with
+    /// UNAVAILABLE.
+    redis_timeout_ms: u64 = 500;
+    /// A Redis connection attempt slower than this, in milliseconds, fails.
+    redis_connect_timeout_ms: u64 = 1000;
+    /// The key file shared by every sidecar of a deployment (see
+    /// `sessionbridge keygen`). Without one, a development key is generated
+    /// in the data directory; cookies and tokens then work on this instance
+    /// only.
+    #[arg(value_name = "FILE")]
+    keys: PathBuf;
+    /// Domains on which cookies may be set, each admitting its subdomains
+    /// (comma-separated on the command line and in the environment). Empty:
+    /// every host, host-only cookies.
+    #[arg(value_delimiter = ',', value_name = "DOMAINS")]
+    allowed_domains: Vec<String> = Vec::new();
+    /// Name of the service's own identity cookie.
+    cookie_name: String = "_sbid".into();
+    /// Inactivity, in seconds, after which the next hit starts a new
+    /// session.
+    session_timeout_secs: u64 = 30 * 60;
+    /// A hit that changes nothing but the time of the last hit rewrites the
+    /// stored record only when the stored time is at least this old, in
+    /// seconds; the cookie always carries the exact time. 0: write on every
+    /// hit. Capped at a tenth of `session_timeout_secs`, so a stale stored
+    /// time can never end a session early by more than that.
+    touch_write_secs: u64 = 60;
+    /// Lifetime of an identity (cookie Max-Age and stored record), in days;
+    /// at most 400, the cap browsers apply.
+    identity_ttl_days: u32 = 400;
+    /// Also set a GA4 `_ga` cookie by default.
+    ga_cookie: bool = false;
+    /// Consent assumed when a request does not state it: `granted` or
+    /// `denied`.
+    #[arg(value_parser = as_in_file::<Consent>)]
+    default_consent: Consent = Consent::Granted;
+    /// How many recent identities a user index keeps.
+    user_history: usize = 10;
+    /// When a write is acknowledged: `interval` (in memory, flushed every
+    /// `flush_interval_ms`) or `sync` (once on disk).
+    #[arg(value_parser = as_in_file::<Durability>)]
+    durability: Durability = Durability::Interval;
+    /// With `durability = "interval"`, how often the store is flushed, in
+    /// milliseconds.
+    flush_interval_ms: u64 = 500;
+    /// Page cache of the embedded store, MiB.
+    cache_mb: u64 = crate::store::SLED_DEFAULT_CACHE_MB;
+    /// How often expired records are removed, in seconds.
+    sweep_interval_secs: u64 = 60;
+    /// Deadline of one call, in milliseconds; a caller's shorter
+    /// `grpc-timeout` wins.
+    request_timeout_ms: u64 = 2000;
+    /// Identity API calls served at once; beyond it a call is refused at
+    /// once with RESOURCE_EXHAUSTED (health and reflection are outside the
+    /// limit).
+    concurrency_limit: usize = 1024;
+    /// Largest request message accepted, in bytes.
+    max_message_bytes: usize = 64 * 1024;
+    /// On SIGTERM, how long to report NOT_SERVING before closing the
+    /// listener, in seconds, so load balancers stop sending calls first.
+    drain_secs: u64 = 0;
+    /// Log line format: `text` for a terminal, `json` for a cluster's log
+    /// stack.
+    #[arg(value_enum)]
+    log_format: LogFormat = LogFormat::Text;
+    /// Query parameter that carries hand-off tokens.
+    handoff_param: String = "_sbt".into();
+    /// Lifetime of a hand-off token when the request does not set one, in
+    /// seconds.
+    handoff_default_ttl_secs: u32 = 120;
+    /// The longest lifetime a request may ask for, in seconds (hours suit
+    /// payment redirects and their webhooks).
+    handoff_max_ttl_secs: u32 = 86_400;
+    /// The most uses a request may allow on one token.
+    handoff_max_uses: u32 = 10;
+    /// How long a recorded hand-off waits for a parameterless arrival (the
+    /// referrer bridge), in seconds; 0 turns the bridge off.
+    bridge_window_secs: u32 = 60;
+    /// Name of the raw session id query parameter (the seed's approach 3).
+    session_id_param: String = "session_id".into();
+    /// Referring domains (subdomains included) from which a raw session id
+    /// parameter is accepted (comma-separated on the command line and in the
+    /// environment). Empty turns the feature off: a raw id in a URL lets
+    /// anyone who sees the link take over the session.
+    #[arg(value_delimiter = ',', value_name = "DOMAINS")]
+    session_id_param_referrers: Vec<String> = Vec::new();
+}
+
+/// What [`Config::check`] parsed beyond the settings' own types.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// `allowed_domains`, parsed.
+    pub allowed_domains: AllowedDomains,
+    /// `session_id_param_referrers`, parsed.
+    pub session_id_param_referrers: AllowedDomains,
+}
+
+impl Overrides {
+    /// The settings a TOML file states; unknown keys are errors, so a typo
+    /// is not silently ignored.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("configuration file {}: {e}", path.display()))?;
         toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("configuration file {}: {e}", path.display()))
     }
+}
 
-    /// The file (if any), then the overrides, then checks.
+impl Config {
+    /// Reads a TOML file over the defaults; unknown keys are errors.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let mut cfg = Self::default();
+        cfg.apply(&Overrides::from_file(path)?);
+        Ok(cfg)
+    }
+
+    /// The defaults, then the file (if any), then the environment and the
+    /// flags; then checks.
     pub fn load(o: &Overrides) -> anyhow::Result<Self> {
         let mut cfg = match &o.config {
             Some(path) => Self::from_file(path)?,
             None => Self::default(),
         };
-        apply!(
-            cfg,
-            o,
-            listen,
-            insecure_listen,
-            store,
-            redis_urls,
-            redis_cluster,
-            redis_key_prefix,
-            redis_timeout_ms,
-            redis_connect_timeout_ms,
-            data_dir,
-            allowed_domains,
-            cookie_name,
-            session_timeout_secs,
-            touch_write_secs,
-            identity_ttl_days,
-            ga_cookie,
-            default_consent,
-            user_history,
-            durability,
-            flush_interval_ms,
-            cache_mb,
-            sweep_interval_secs,
-            request_timeout_ms,
-            concurrency_limit,
-            max_message_bytes,
-            drain_secs,
-            log_format,
-            handoff_param,
-            handoff_default_ttl_secs,
-            handoff_max_ttl_secs,
-            handoff_max_uses,
-            bridge_window_secs,
-            session_id_param,
-            session_id_param_referrers
-        );
-        for (target, given) in [
-            (&mut cfg.keys, &o.keys),
-            (&mut cfg.tls_cert, &o.tls_cert),
-            (&mut cfg.tls_key, &o.tls_key),
-            (&mut cfg.tls_client_ca, &o.tls_client_ca),
-            (&mut cfg.auth_token_file, &o.auth_token_file),
-        ] {
-            if given.is_some() {
-                target.clone_from(given);
-            }
-        }
-        if o.metrics_listen.is_some() {
-            cfg.metrics_listen = o.metrics_listen;
-        }
+        cfg.apply(o);
         cfg.check()?;
         Ok(cfg)
     }
 
-    /// Refuses settings that cannot work, with what to change.
-    pub fn check(&self) -> anyhow::Result<()> {
+    /// Refuses settings that cannot work, with what to change; returns the
+    /// settings it had to parse, parsed.
+    pub fn check(&self) -> anyhow::Result<Checked> {
         use anyhow::bail;
         if !crate::cookie::valid_cookie_name(&self.cookie_name) {
             bail!(
@@ -466,10 +434,11 @@ impl Config {
                 self.listen
             );
         }
-        crate::cookie::AllowedDomains::new(self.allowed_domains.clone())
-            .map_err(anyhow::Error::msg)?;
-        crate::cookie::AllowedDomains::new(self.session_id_param_referrers.clone())
-            .map_err(|e| anyhow::anyhow!("session_id_param_referrers: {e}"))?;
+        let allowed_domains =
+            AllowedDomains::new(self.allowed_domains.clone()).map_err(anyhow::Error::msg)?;
+        let session_id_param_referrers =
+            AllowedDomains::new(self.session_id_param_referrers.clone())
+                .map_err(|e| anyhow::anyhow!("session_id_param_referrers: {e}"))?;
         for (what, name) in [
             ("handoff_param", &self.handoff_param),
             ("session_id_param", &self.session_id_param),
@@ -505,7 +474,10 @@ impl Config {
                 self.handoff_max_uses
             );
         }
-        Ok(())
+        Ok(Checked {
+            allowed_domains,
+            session_id_param_referrers,
+        })
     }
 
     /// The Redis connection settings.
@@ -580,5 +552,126 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--insecure-listen"));
+    }
+
+    #[test]
+    fn the_file_fills_optional_and_list_settings_and_knows_no_config_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "metrics_listen = \"127.0.0.1:9464\"\nallowed_domains = [\"a.com\", \"b.org\"]\n\
+             default_consent = \"denied\"\ndurability = \"sync\"\nstore = \"sled\"\n",
+        )
+        .unwrap();
+        let cfg = Config::from_file(&path).unwrap();
+        assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(cfg.allowed_domains, ["a.com", "b.org"]);
+        assert_eq!(cfg.default_consent, Consent::Denied);
+        assert_eq!(cfg.durability, Durability::Sync);
+        // Unstated settings keep their defaults.
+        assert_eq!(cfg.cookie_name, Config::default().cookie_name);
+        let o = Overrides {
+            config: Some(path.clone()),
+            allowed_domains: Some(vec!["c.net".into()]),
+            ..Default::default()
+        };
+        let cfg = Config::load(&o).unwrap();
+        assert_eq!(cfg.allowed_domains, ["c.net"]);
+        assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        // The file cannot name another file.
+        std::fs::write(&path, "config = \"other.toml\"\n").unwrap();
+        let err = Config::load(&o).unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn check_returns_the_parsed_domain_lists() {
+        let cfg = Config {
+            allowed_domains: vec![".Example.COM".into()],
+            session_id_param_referrers: vec!["shop.example.org".into()],
+            ..Config::default()
+        };
+        let checked = cfg.check().unwrap();
+        assert!(format!("{:?}", checked.allowed_domains).contains("\"example.com\""));
+        assert!(format!("{:?}", checked.session_id_param_referrers).contains("shop.example.org"));
+        let bad = Config {
+            session_id_param_referrers: vec!["not a domain".into()],
+            ..Config::default()
+        };
+        let err = crate::settings::Settings::from_config(&bad).unwrap_err();
+        assert!(
+            err.to_string().contains("session_id_param_referrers"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_setting_has_its_flag_environment_variable_and_default() {
+        use clap::Args;
+        let cmd = Overrides::augment_args(clap::Command::new("serve"));
+        let mut args: Vec<_> = cmd.get_arguments().collect();
+        for key in Config::KEYS {
+            let flag = key.replace('_', "-");
+            let pos = args
+                .iter()
+                .position(|a| a.get_long() == Some(flag.as_str()))
+                .unwrap_or_else(|| panic!("no --{flag}"));
+            let arg = args.remove(pos);
+            let env = format!("SESSIONBRIDGE_{}", key.to_ascii_uppercase());
+            assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(&env)), "--{flag}");
+            for help in [arg.get_help(), arg.get_long_help()] {
+                let help = help
+                    .unwrap_or_else(|| panic!("--{flag} has no help"))
+                    .to_string();
+                assert!(help.contains(" [default: "), "--{flag}: {help}");
+            }
+        }
+        let rest: Vec<_> = args.iter().map(|a| a.get_id().as_str()).collect();
+        assert_eq!(rest, ["config"]);
+        let listen = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "listen")
+            .unwrap();
+        assert_eq!(
+            listen.get_help().unwrap().to_string(),
+            "Address to listen on [default: 127.0.0.1:50051]"
+        );
+        assert_eq!(shown_default("redis_urls"), "empty");
+        assert_eq!(shown_default("keys"), "none");
+        assert_eq!(shown_default("default_consent"), "granted");
+    }
+
+    #[test]
+    fn flags_read_values_as_the_file_spells_them() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            o: Overrides,
+        }
+        let cli = Cli::try_parse_from([
+            "serve",
+            "--default-consent",
+            "denied",
+            "--durability",
+            "sync",
+            "--allowed-domains",
+            "a.com,b.org",
+            "--insecure-listen",
+            "true",
+        ])
+        .unwrap();
+        assert_eq!(cli.o.default_consent, Some(Consent::Denied));
+        assert_eq!(cli.o.durability, Some(Durability::Sync));
+        assert_eq!(
+            cli.o.allowed_domains,
+            Some(vec!["a.com".into(), "b.org".into()])
+        );
+        assert_eq!(cli.o.insecure_listen, Some(true));
+        let err = Cli::try_parse_from(["serve", "--durability", "often"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("`interval` or `sync`"), "{err}");
     }
 }

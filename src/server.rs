@@ -44,9 +44,10 @@ pub fn load_keys(cfg: &Config) -> anyhow::Result<Keyring> {
     }
 }
 
-/// Runs the server until `stop` resolves (or SIGTERM/SIGINT). Announces the
-/// bound address on stdout as `sessionbridge listening on ADDR`, a line
-/// scripts and tests may rely on.
+/// Runs the server until `stop` resolves (or SIGTERM/SIGINT); a
+/// configuration that fails [`Config::check`] is refused before anything
+/// starts. Announces the bound address on stdout as `sessionbridge listening
+/// on ADDR`, a line scripts and tests may rely on.
 pub async fn run(
     cfg: Config,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
@@ -78,6 +79,7 @@ pub async fn run_with(
     opts: RunOptions,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let settings = Settings::from_config(&cfg)?;
     let keys = Arc::new(load_keys(&cfg)?);
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -92,13 +94,13 @@ pub async fn run_with(
                 cfg.cache_mb,
             )
             .context("cannot open the store")?;
-            serve(cfg, opts, keys, listener, store, stop).await
+            serve(cfg, opts, settings, keys, listener, store, stop).await
         }
         StoreKind::Redis => {
             let store = RedisStore::connect(&cfg.redis())
                 .await
                 .context("cannot reach the Redis store")?;
-            serve(cfg, opts, keys, listener, store, stop).await
+            serve(cfg, opts, settings, keys, listener, store, stop).await
         }
     }
 }
@@ -106,6 +108,7 @@ pub async fn run_with(
 async fn serve<S: Store + Clone>(
     cfg: Config,
     opts: RunOptions,
+    settings: Settings,
     keys: Arc<Keyring>,
     listener: TcpListener,
     store: S,
@@ -117,12 +120,7 @@ async fn serve<S: Store + Clone>(
         tracing::info!(%metrics_addr, "metrics at http://{metrics_addr}/metrics");
     }
     let (health, health_service) = tonic_health::server::health_reporter();
-    let service = Arc::new(Service::with_clock(
-        store,
-        keys,
-        Settings::from_config(&cfg),
-        opts.clock,
-    ));
+    let service = Arc::new(Service::with_clock(store, keys, settings, opts.clock));
 
     let (trigger, shutdown) = shutdown::channel();
     let sweeper = tokio::spawn(sweep_loop(

@@ -1,6 +1,7 @@
 //! The settings the core reads, typed and checked, taken from the
 //! configuration once.
 
+use crate::config::Config;
 use crate::cookie::AllowedDomains;
 use crate::identity::{Consent, SessionPolicy};
 
@@ -28,13 +29,15 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
-        Self {
+    /// The settings of a configuration, which it checks first: the values
+    /// that need parsing come parsed from [`Config::check`].
+    pub fn from_config(cfg: &Config) -> anyhow::Result<Self> {
+        let checked = cfg.check()?;
+        Ok(Self {
             policy: SessionPolicy {
                 timeout_secs: cfg.session_timeout_secs as i64,
             },
-            allowed: AllowedDomains::new(cfg.allowed_domains.clone())
-                .expect("checked with the config"),
+            allowed: checked.allowed_domains,
             cookie_name: cfg.cookie_name.clone(),
             identity_ttl_secs: cfg.identity_ttl_secs(),
             touch_write_secs: cfg.touch_write_secs.min(cfg.session_timeout_secs / 10) as i64,
@@ -47,8 +50,7 @@ impl Settings {
             handoff_max_uses: cfg.handoff_max_uses,
             bridge_window_secs: cfg.bridge_window_secs,
             session_id_param: cfg.session_id_param.clone(),
-            session_id_referrers: AllowedDomains::new(cfg.session_id_param_referrers.clone())
-                .expect("checked with the config"),
-        }
+            session_id_referrers: checked.session_id_param_referrers,
+        })
     }
 }

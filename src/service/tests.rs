@@ -35,7 +35,7 @@ fn fixture() -> Fixture {
     let service = Service::with_clock(
         store,
         keys,
-        Settings::from_config(&cfg),
+        Settings::from_config(&cfg).unwrap(),
         clock.clone() as SharedClock,
     );
     Fixture {

@@ -3,6 +3,7 @@
 //! whether or not a sweeper has removed it yet.
 
 mod redis;
+pub(crate) mod seal;
 mod sled;
 
 pub use self::redis::{RedisSettings, RedisStore};

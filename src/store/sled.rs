@@ -25,6 +25,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 use tokio::sync::{mpsc, watch};
 
+use super::seal::{seal, unseal, Sealer};
 use super::{BridgeEntry, Claim, ClientRecord, ClientWrite, Erased, Store, StoreError, UserEntry};
 use crate::identity::ClientId;
 use crate::privacy::UserKey;
@@ -131,88 +132,6 @@ fn expiry_key(bucket: u64, kind: u8, key: &[u8]) -> Vec<u8> {
     k.push(kind);
     k.extend_from_slice(key);
     k
-}
-
-fn client_bytes(id: ClientId) -> [u8; 8] {
-    let mut k = [0u8; 8];
-    k[..4].copy_from_slice(&id.random().to_be_bytes());
-    k[4..].copy_from_slice(&(id.created() as u32).to_be_bytes());
-    k
-}
-
-/// Record keys and value keys derived from identifiers, so the data
-/// directory holds no identifier and no readable value.
-#[derive(Clone)]
-struct Sealer {
-    key: Arc<crate::keys::Secret>,
-}
-
-impl Sealer {
-    fn derive(&self, purpose: &[u8], material: &[u8]) -> [u8; 32] {
-        use hmac::{Hmac, Mac};
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.key.as_slice())
-            .expect("HMAC takes any key length");
-        mac.update(purpose);
-        mac.update(&[0]);
-        mac.update(material);
-        mac.finalize().into_bytes().into()
-    }
-
-    /// Where a client's record is stored.
-    fn client_key(&self, id: ClientId) -> [u8; 16] {
-        self.derive(b"client-key", &client_bytes(id))[..16]
-            .try_into()
-            .expect("16 bytes")
-    }
-
-    fn client_cipher(&self, id: ClientId) -> [u8; 32] {
-        self.derive(b"client-seal", &client_bytes(id))
-    }
-
-    fn user_cipher(&self, user: &UserKey) -> [u8; 32] {
-        self.derive(b"user-seal", &user.seal)
-    }
-
-    fn bridge_cipher(&self, key: &[u8; 32]) -> [u8; 32] {
-        self.derive(b"bridge-seal", key)
-    }
-}
-
-/// Encrypts `plain` under `key`, bound to the record's storage key.
-fn seal(key: &[u8; 32], at: &[u8], plain: &[u8]) -> Vec<u8> {
-    use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-    let cipher = chacha20poly1305::XChaCha20Poly1305::new(key.into());
-    let nonce = chacha20poly1305::XChaCha20Poly1305::generate_nonce(&mut OsRng);
-    let mut out = nonce.to_vec();
-    out.extend(
-        cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plain,
-                    aad: at,
-                },
-            )
-            .expect("encryption of a record cannot fail"),
-    );
-    out
-}
-
-fn unseal(key: &[u8; 32], at: &[u8], sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-    if sealed.len() < 24 {
-        return Err(StoreError::Corrupt("sealed record too short".into()));
-    }
-    let (nonce, ciphertext) = sealed.split_at(24);
-    chacha20poly1305::XChaCha20Poly1305::new(key.into())
-        .decrypt(
-            nonce.into(),
-            Payload {
-                msg: ciphertext,
-                aad: at,
-            },
-        )
-        .map_err(|_| StoreError::Corrupt("sealed record does not open (another key file?)".into()))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
@@ -349,9 +268,7 @@ impl SledStore {
             expiry: tree("expiry")?,
             commit: None,
             stripes: Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(()))),
-            sealer: Sealer {
-                key: Arc::new(seal_key.clone()),
-            },
+            sealer: Sealer::new(seal_key),
             db,
         };
         Ok(match durability {
