@@ -51,6 +51,7 @@ fn benches(c: &mut Criterion) {
         identity: identity.clone(),
         issued_at: 1_700_000_100,
         expires_at: 1_700_000_220,
+        passive_expires_at: 1_700_086_500,
         max_uses: 1,
         consent: Consent::Granted,
         user_agent: None,
@@ -66,6 +67,7 @@ fn benches(c: &mut Criterion) {
         RawContext {
             host: "www.example.com",
             url: "https://www.example.com/products/tee?color=blue&utm_source=news",
+            scheme: "",
             referer: "https://www.google.com/",
             user_agent: "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Version/17.1 Safari/605.1.15",
             cookie_header,

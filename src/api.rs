@@ -8,7 +8,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::context::{FieldViolation, RawContext};
 use crate::cookie::SetCookie;
-use crate::identity::{Consent, Identity, Method, Rejected, Rejection};
+use crate::identity::{Consent, Identity, Method, Rejected, Rejection, Source};
 use crate::pb;
 use crate::privacy::{self, UserRef};
 use crate::service::{HandoffInput, Resolution, ResolveInput, Service, ServiceError};
@@ -101,6 +101,7 @@ impl<S: Store> Api<S> {
         let raw = RawContext {
             host: &ctx.host,
             url: &ctx.url,
+            scheme: &ctx.scheme,
             referer: &ctx.referer,
             user_agent: &ctx.user_agent,
             cookie_header: &ctx.cookie_header,
@@ -199,14 +200,20 @@ fn rejection(r: Rejection) -> pb::RejectionReason {
         Rejection::NotFound => P::NotFound,
         Rejection::NotAllowed => P::NotAllowed,
         Rejection::NoConsent => P::NoConsent,
+        Rejection::TooLarge => P::TooLarge,
     }
 }
 
 fn rejected(r: &Rejected) -> pb::RejectedEvidence {
+    let (source, field) = match r.source {
+        Source::Evidence(m) => (method(m), String::new()),
+        Source::Input(i) => (pb::ResolutionMethod::Unspecified, i.field().to_string()),
+    };
     pb::RejectedEvidence {
-        source: method(r.source) as i32,
+        source: source as i32,
         reason: rejection(r.reason) as i32,
         detail: r.detail.clone(),
+        field,
     }
 }
 
@@ -307,6 +314,7 @@ impl<S: Store> Api<S> {
                 extra_audience: req.extra_audience,
                 ttl_secs: req.ttl_seconds,
                 max_uses: req.max_uses,
+                passive_ttl_secs: req.passive_ttl_seconds,
                 bind_user_agent: req.bind_user_agent,
                 ga_linker_tz: req.ga_linker_timezone_offset,
             })

@@ -333,6 +333,11 @@ settings! {
     handoff_max_ttl_secs: u32 = 86_400;
     /// The most uses a request may allow on one token.
     handoff_max_uses: u32 = 10;
+    /// How long a token still names its visitor to passive calls (webhooks,
+    /// server-to-server retries), in seconds: the default and the most a
+    /// request may ask for. At least the token's own lifetime; at most 45
+    /// days.
+    handoff_passive_ttl_secs: u32 = 86_400;
     /// How long a recorded hand-off waits for a parameterless arrival (the
     /// referrer bridge), in seconds; 0 turns the bridge off.
     bridge_window_secs: u32 = 60;
@@ -467,6 +472,13 @@ impl Config {
             if self.redis_timeout_ms == 0 || self.redis_connect_timeout_ms == 0 {
                 bail!("redis_timeout_ms and redis_connect_timeout_ms must be at least 1");
             }
+        }
+        if self.handoff_passive_ttl_secs > crate::token::MAX_PASSIVE_TTL_SECS {
+            bail!(
+                "handoff_passive_ttl_secs {}: at most {} (45 days)",
+                self.handoff_passive_ttl_secs,
+                crate::token::MAX_PASSIVE_TTL_SECS
+            );
         }
         if !(1..=255).contains(&self.handoff_max_uses) {
             bail!(

@@ -5,18 +5,19 @@ use std::net::IpAddr;
 
 use url::Url;
 
-use crate::identity::Consent;
+use crate::identity::{Consent, Input, Rejected, Rejection};
 
-/// Limits on every field, in bytes. Generous for real browsers, small enough
-/// that a hostile caller cannot make one request expensive.
+/// Limits on the fields the browser controls, in bytes. A value past its
+/// limit is ignored and reported, never a reason to fail the call; the
+/// Cookie header has none but the message size, so the own cookie is found
+/// among any number of third-party cookies.
 pub mod limits {
     pub const HOST: usize = 253 + 6;
     pub const URL: usize = 8192;
     pub const REFERER: usize = 8192;
     pub const USER_AGENT: usize = 1024;
-    pub const COOKIE_HEADER: usize = 8192;
     pub const CLIENT_IP: usize = 64;
-    pub const ACCEPT_LANGUAGE: usize = 256;
+    pub const ACCEPT_LANGUAGE: usize = 1024;
 }
 
 /// One bad field, named by its path in the request message.
@@ -41,6 +42,9 @@ impl FieldViolation {
 pub struct RawContext<'a> {
     pub host: &'a str,
     pub url: &'a str,
+    /// `http` or `https` for an origin-form `url` (`/path?query`); empty
+    /// for https.
+    pub scheme: &'a str,
     pub referer: &'a str,
     pub user_agent: &'a str,
     pub cookie_header: &'a str,
@@ -53,7 +57,7 @@ pub struct RawContext<'a> {
 /// A checked request context.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    /// Lower-case host name or IP literal, without port.
+    /// Lower-case host name or IP literal, without port or trailing dot.
     pub host: String,
     /// The host as a name (None for an IP literal): cookie scopes need one.
     pub host_is_domain: bool,
@@ -68,10 +72,12 @@ pub struct RequestContext {
     /// The consent the backend stated, if it did; a stated consent outranks
     /// the one a hand-off token carries.
     pub consent_stated: Option<Consent>,
+    /// Browser input that was unusable and left out, for `rejected`.
+    pub ignored: Vec<Rejected>,
 }
 
-fn no_controls(s: &str) -> bool {
-    !s.chars().any(char::is_control)
+fn has_controls(s: &str) -> bool {
+    s.chars().any(char::is_control)
 }
 
 /// Splits `host[:port]` and `[v6]:port`; the port, if any, must be digits.
@@ -98,10 +104,12 @@ fn strip_port(host: &str) -> Option<&str> {
     }
 }
 
-/// Parses a Host header value into a lower-case host name or IP literal.
+/// Parses a Host header value into a lower-case host name or IP literal;
+/// a port and one trailing dot (the fully qualified form) are dropped.
 pub fn parse_host(host: &str) -> Result<(String, bool), &'static str> {
     let name =
         strip_port(host).ok_or("must be a host name or IP address, optionally with :port")?;
+    let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_empty() {
         return Err("must not be empty");
     }
@@ -138,104 +146,242 @@ pub fn parse_web_url(s: &str) -> Result<Url, &'static str> {
     Ok(url)
 }
 
+/// Parses the client address as proxies and frameworks hand it out: `ip`,
+/// `ip:port`, `[v6]` and `[v6]:port`; IPv4-mapped IPv6 becomes IPv4. A list
+/// (`a, b`) is refused: which element to trust is the backend's decision,
+/// and taking the first is exactly what a spoofed X-Forwarded-For wants.
+pub fn parse_client_ip(s: &str) -> Result<IpAddr, &'static str> {
+    let s = s.trim();
+    if s.contains(',') {
+        return Err("is a list of addresses: pass the one your trusted proxies give");
+    }
+    let ip = if let Ok(ip) = s.parse::<IpAddr>() {
+        ip
+    } else if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        sa.ip()
+    } else if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        inner
+            .parse::<std::net::Ipv6Addr>()
+            .map(IpAddr::V6)
+            .map_err(|_| "is not an IP address")?
+    } else {
+        return Err("is not an IP address");
+    };
+    Ok(match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    })
+}
+
 impl RawContext<'_> {
-    /// Checks every field and reports all violations at once, so a caller
-    /// fixes its integration in one round.
+    /// Checks the context. Only what the caller itself gets wrong fails the
+    /// call (`host`, `scheme`); everything the browser controls is used
+    /// when usable, and otherwise left out and reported in `ignored`.
     pub fn check(
         &self,
         prefix: &str,
         default_consent: Consent,
     ) -> Result<RequestContext, Vec<FieldViolation>> {
         let mut bad = Vec::new();
-        let mut violation = |field: &str, what: &str| {
-            bad.push(FieldViolation::new(format!("{prefix}{field}"), what))
+        let mut ignored = Vec::new();
+        let mut ignore = |input: Input, reason: Rejection, detail: String| {
+            ignored.push(Rejected::input(input, reason, detail));
         };
-        let mut text = |field: &str, value: &str, max: usize| -> bool {
-            if value.len() > max {
-                violation(
-                    field,
-                    &format!("must be at most {max} bytes, got {}", value.len()),
-                );
-                false
-            } else if !no_controls(value) {
-                violation(
-                    field,
-                    "must not contain control characters (CR, LF, NUL, ...)",
-                );
-                false
-            } else {
-                true
-            }
-        };
-
-        let host_ok = text("host", self.host, limits::HOST);
-        let url_ok = text("url", self.url, limits::URL);
-        let referer_ok = text("referer", self.referer, limits::REFERER);
-        text("user_agent", self.user_agent, limits::USER_AGENT);
-        text("cookie_header", self.cookie_header, limits::COOKIE_HEADER);
-        let ip_ok = text("client_ip", self.client_ip, limits::CLIENT_IP);
-        text(
-            "accept_language",
-            self.accept_language,
-            limits::ACCEPT_LANGUAGE,
-        );
+        let too_large = |max: usize, len: usize| format!("over {max} bytes ({len}): ignored");
 
         let mut host = (String::new(), false);
-        if host_ok {
-            if self.host.is_empty() {
-                violation("host", "is required: forward the request's Host header");
-            } else {
-                match parse_host(self.host) {
-                    Ok(h) => host = h,
-                    Err(what) => violation("host", what),
-                }
+        if self.host.is_empty() {
+            bad.push(FieldViolation::new(
+                format!("{prefix}host"),
+                "is required: forward the request's Host header",
+            ));
+        } else if self.host.len() > limits::HOST || has_controls(self.host) {
+            bad.push(FieldViolation::new(
+                format!("{prefix}host"),
+                format!("must be a host name of at most {} bytes", limits::HOST),
+            ));
+        } else {
+            match parse_host(self.host) {
+                Ok(h) => host = h,
+                Err(what) => bad.push(FieldViolation::new(format!("{prefix}host"), what)),
             }
         }
-        let mut url = None;
-        if url_ok && !self.url.is_empty() {
-            match parse_web_url(self.url) {
-                Ok(u) => url = Some(u),
-                Err(what) => violation("url", what),
+        let scheme = match self.scheme {
+            "" | "https" | "HTTPS" => "https",
+            "http" | "HTTP" => "http",
+            _ => {
+                bad.push(FieldViolation::new(
+                    format!("{prefix}scheme"),
+                    "must be http, https or empty (https)",
+                ));
+                "https"
             }
-        }
-        let mut referer = None;
-        if referer_ok && !self.referer.is_empty() {
-            match parse_web_url(self.referer) {
-                Ok(u) => referer = Some(u),
-                Err(what) => violation("referer", what),
-            }
-        }
-        let mut client_ip = None;
-        if ip_ok && !self.client_ip.is_empty() {
-            match self.client_ip.parse::<IpAddr>() {
-                Ok(ip) => client_ip = Some(ip),
-                Err(_) => violation("client_ip", "must be an IPv4 or IPv6 address"),
-            }
-        }
-        if let Some(u) = &url {
-            if let Ok((url_host, _)) = parse_host(u.host_str().unwrap_or_default()) {
-                if !host.0.is_empty() && url_host != host.0 {
-                    violation(
-                        "url",
-                        "its host differs from `host`: pass the URL of the request being served",
-                    );
-                }
-            }
-        }
+        };
         if !bad.is_empty() {
             return Err(bad);
         }
+
+        // The URL: absolute, or the request target alone (what most
+        // frameworks hand out), completed with the scheme and host.
+        let mut url = None;
+        if self.url.len() > limits::URL {
+            ignore(
+                Input::Url,
+                Rejection::TooLarge,
+                too_large(limits::URL, self.url.len()),
+            );
+        } else if has_controls(self.url) {
+            ignore(
+                Input::Url,
+                Rejection::Malformed,
+                "contains control characters: ignored".into(),
+            );
+        } else if self.url.starts_with('/') && !self.url.starts_with("//") {
+            let base = format!("{scheme}://{}", self.host.trim_end_matches('.'));
+            match Url::parse(&base).and_then(|b| b.join(self.url)) {
+                Ok(u) => url = Some(u),
+                Err(_) => ignore(
+                    Input::Url,
+                    Rejection::Malformed,
+                    "is not a request target: ignored".into(),
+                ),
+            }
+        } else if !self.url.is_empty() {
+            match parse_web_url(self.url) {
+                Ok(u) => {
+                    let same_host = parse_host(u.host_str().unwrap_or_default())
+                        .is_ok_and(|(h, _)| h == host.0);
+                    if same_host {
+                        url = Some(u);
+                    } else {
+                        ignore(
+                            Input::Url,
+                            Rejection::WrongAudience,
+                            "its host differs from `host`: ignored".into(),
+                        );
+                    }
+                }
+                Err(what) => ignore(Input::Url, Rejection::Malformed, format!("{what}: ignored")),
+            }
+        }
+
+        let mut referer = None;
+        if self.referer.len() > limits::REFERER {
+            ignore(
+                Input::Referer,
+                Rejection::TooLarge,
+                too_large(limits::REFERER, self.referer.len()),
+            );
+        } else if has_controls(self.referer) {
+            ignore(
+                Input::Referer,
+                Rejection::Malformed,
+                "contains control characters: ignored".into(),
+            );
+        } else if !self.referer.is_empty() {
+            match parse_web_url(self.referer) {
+                Ok(u) => referer = Some(u),
+                Err(_) => ignore(
+                    Input::Referer,
+                    Rejection::Malformed,
+                    "is not an http(s) URL (an app, `null`, `about:`...): ignored".into(),
+                ),
+            }
+        }
+
+        let user_agent = if self.user_agent.len() > limits::USER_AGENT {
+            ignore(
+                Input::UserAgent,
+                Rejection::TooLarge,
+                too_large(limits::USER_AGENT, self.user_agent.len()),
+            );
+            String::new()
+        } else if has_controls(self.user_agent) {
+            ignore(
+                Input::UserAgent,
+                Rejection::Malformed,
+                "control characters removed".into(),
+            );
+            self.user_agent
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect()
+        } else {
+            self.user_agent.to_string()
+        };
+
+        let accept_language = if self.accept_language.len() > limits::ACCEPT_LANGUAGE {
+            ignore(
+                Input::AcceptLanguage,
+                Rejection::TooLarge,
+                too_large(limits::ACCEPT_LANGUAGE, self.accept_language.len()),
+            );
+            String::new()
+        } else if has_controls(self.accept_language) {
+            ignore(
+                Input::AcceptLanguage,
+                Rejection::Malformed,
+                "contains control characters: ignored".into(),
+            );
+            String::new()
+        } else {
+            self.accept_language.to_string()
+        };
+
+        // Pairs with control characters are dropped here; pairs the cookie
+        // grammar refuses are skipped when the header is parsed.
+        let cookie_header = if has_controls(self.cookie_header) {
+            let kept: Vec<&str> = self
+                .cookie_header
+                .split(';')
+                .filter(|p| !has_controls(p))
+                .collect();
+            ignore(
+                Input::CookieHeader,
+                Rejection::Malformed,
+                format!(
+                    "{} cookie pair(s) with control characters ignored",
+                    self.cookie_header.split(';').count() - kept.len()
+                ),
+            );
+            kept.join(";")
+        } else {
+            self.cookie_header.to_string()
+        };
+
+        let mut client_ip = None;
+        if self.client_ip.len() > limits::CLIENT_IP {
+            ignore(
+                Input::ClientIp,
+                Rejection::TooLarge,
+                too_large(limits::CLIENT_IP, self.client_ip.len()),
+            );
+        } else if !self.client_ip.is_empty() {
+            match parse_client_ip(self.client_ip) {
+                Ok(ip) => client_ip = Some(ip),
+                Err(what) => ignore(
+                    Input::ClientIp,
+                    Rejection::Malformed,
+                    format!("{what}: ignored"),
+                ),
+            }
+        }
+
         Ok(RequestContext {
             host: host.0,
             host_is_domain: host.1,
             url,
             referer,
-            user_agent: self.user_agent.to_string(),
-            cookie_header: self.cookie_header.to_string(),
+            user_agent,
+            cookie_header,
             client_ip,
-            accept_language: self.accept_language.to_string(),
+            accept_language,
             consent: self.consent.unwrap_or(default_consent),
             consent_stated: self.consent,
+            ignored,
         })
     }
 }
@@ -273,7 +419,37 @@ mod tests {
     }
 
     #[test]
-    fn every_violation_is_reported_with_its_path() {
+    fn a_trailing_dot_is_dropped() {
+        assert_eq!(
+            parse_host("Shop.Example.com.:443").unwrap(),
+            ("shop.example.com".into(), true)
+        );
+    }
+
+    #[test]
+    fn client_addresses_in_every_shape_proxies_send() {
+        for (raw, want) in [
+            ("203.0.113.9", Some("203.0.113.9")),
+            (" 203.0.113.9 ", Some("203.0.113.9")),
+            ("203.0.113.9:51234", Some("203.0.113.9")),
+            ("2001:db8::1", Some("2001:db8::1")),
+            ("[2001:db8::1]", Some("2001:db8::1")),
+            ("[2001:db8::1]:443", Some("2001:db8::1")),
+            ("::ffff:203.0.113.9", Some("203.0.113.9")),
+            ("[::ffff:203.0.113.9]:80", Some("203.0.113.9")),
+            ("unknown", None),
+            ("203.0.113.9, 10.0.0.1", None),
+            ("for=203.0.113.9", None),
+            ("fe80::1%eth0", None),
+            ("", None),
+        ] {
+            let got = parse_client_ip(raw).ok().map(|ip| ip.to_string());
+            assert_eq!(got.as_deref(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_callers_own_mistakes_fail_the_call() {
         let raw = RawContext {
             host: "",
             url: "not a url",
@@ -283,14 +459,33 @@ mod tests {
         };
         let err = raw.check("context.", Consent::Granted).unwrap_err();
         let fields: Vec<&str> = err.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["context.host"]);
+
+        let raw = RawContext {
+            host: "Shop.Example.com.",
+            url: "/p?q=1",
+            referer: "android-app://com.google.android.gm/",
+            user_agent: "Mozilla/5.0\t(tab)",
+            client_ip: "203.0.113.9, 10.0.0.1",
+            ..Default::default()
+        };
+        let ctx = raw.check("context.", Consent::Granted).unwrap();
+        assert_eq!(ctx.host, "shop.example.com");
         assert_eq!(
-            fields,
-            [
-                "context.user_agent",
-                "context.host",
-                "context.url",
-                "context.client_ip"
-            ]
+            ctx.url.as_ref().map(Url::as_str),
+            Some("https://shop.example.com/p?q=1")
         );
+        assert!(ctx.referer.is_none());
+        assert_eq!(ctx.user_agent, "Mozilla/5.0(tab)");
+        assert!(ctx.client_ip.is_none());
+        let inputs: Vec<Input> = ctx
+            .ignored
+            .iter()
+            .filter_map(|r| match r.source {
+                crate::identity::Source::Input(i) => Some(i),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(inputs, [Input::Referer, Input::UserAgent, Input::ClientIp]);
     }
 }

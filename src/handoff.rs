@@ -23,6 +23,9 @@ pub struct HandoffInput {
     pub ttl_secs: u32,
     /// 0 for one use.
     pub max_uses: u32,
+    /// How long passive calls (webhooks) may read the identity; 0 for the
+    /// configured default.
+    pub passive_ttl_secs: u32,
     pub bind_user_agent: bool,
     /// The visitor's time-zone offset, to also write a `_gl` parameter.
     pub ga_linker_tz: Option<i32>,
@@ -41,6 +44,7 @@ pub struct Handoff {
 /// The checked numbers of a hand-off request.
 struct Limits {
     ttl: u32,
+    passive_ttl: u32,
     max_uses: u32,
     audience: Vec<String>,
 }
@@ -62,6 +66,21 @@ fn check<S>(service: &Service<S>, input: &HandoffInput) -> Result<Limits, Servic
         }
         t => t,
     };
+    let passive_ttl = match input.passive_ttl_secs {
+        0 => s.handoff_passive_ttl_secs,
+        t if t > s.handoff_passive_ttl_secs => {
+            bad.push(FieldViolation::new(
+                "passive_ttl_seconds",
+                format!(
+                    "must be at most {} (handoff_passive_ttl_secs)",
+                    s.handoff_passive_ttl_secs
+                ),
+            ));
+            0
+        }
+        t => t,
+    }
+    .max(ttl);
     let max_uses = match input.max_uses {
         0 => 1,
         u if u > s.handoff_max_uses => {
@@ -113,6 +132,7 @@ fn check<S>(service: &Service<S>, input: &HandoffInput) -> Result<Limits, Servic
     audience.truncate(token::MAX_AUDIENCE);
     Ok(Limits {
         ttl,
+        passive_ttl,
         max_uses,
         audience,
     })
@@ -144,6 +164,7 @@ impl<S: Store> Service<S> {
                 identity: &source.identity,
                 now,
                 expires_at,
+                passive_expires_at: now + i64::from(limits.passive_ttl),
                 max_uses: limits.max_uses as u8,
                 consent,
                 bind_user_agent: input

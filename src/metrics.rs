@@ -85,7 +85,10 @@ pub fn resolution(method: Method, source: String, rejected: &[Rejected]) {
     for r in rejected {
         metrics::counter!(
             "sessionbridge_rejected_evidence_total",
-            "evidence" => method_label(r.source),
+            "evidence" => match r.source {
+                crate::identity::Source::Evidence(m) => method_label(m),
+                crate::identity::Source::Input(i) => i.field(),
+            },
             "reason" => reason_label(r.reason)
         )
         .increment(1);
@@ -123,5 +126,6 @@ fn reason_label(r: Rejection) -> &'static str {
         Rejection::NotFound => "not_found",
         Rejection::NotAllowed => "not_allowed",
         Rejection::NoConsent => "no_consent",
+        Rejection::TooLarge => "too_large",
     }
 }

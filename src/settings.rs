@@ -22,6 +22,7 @@ pub struct Settings {
     pub handoff_default_ttl_secs: u32,
     pub handoff_max_ttl_secs: u32,
     pub handoff_max_uses: u32,
+    pub handoff_passive_ttl_secs: u32,
     pub bridge_window_secs: u32,
     pub session_id_param: String,
     /// Referrers a raw session id is accepted from; empty: feature off.
@@ -48,6 +49,7 @@ impl Settings {
             handoff_default_ttl_secs: cfg.handoff_default_ttl_secs,
             handoff_max_ttl_secs: cfg.handoff_max_ttl_secs,
             handoff_max_uses: cfg.handoff_max_uses,
+            handoff_passive_ttl_secs: cfg.handoff_passive_ttl_secs,
             bridge_window_secs: cfg.bridge_window_secs,
             session_id_param: cfg.session_id_param.clone(),
             session_id_referrers: checked.session_id_param_referrers,

@@ -9,8 +9,9 @@
 //!
 //! Layout: `[version 1][kid length][kid][24-byte nonce][ciphertext + 16-byte tag]`.
 //! The claim: token id (16 bytes, the key of its single-use counter), client
-//! id, session id, session number, last hit, issue and expiry times, allowed
-//! uses, flags (consent, User-Agent binding), a User-Agent fingerprint, and
+//! id, session id, session number, last hit, issue and expiry times, the
+//! passive lifetime (minutes after issue, u16: webhooks may name the
+//! visitor that long), allowed uses, flags (consent, User-Agent binding), a User-Agent fingerprint, and
 //! up to [`MAX_AUDIENCE`] audience host hashes.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -24,12 +25,18 @@ use sha2::Sha256;
 use crate::identity::{clamp_u32, ClientId, Consent, Identity, Rejection};
 use crate::keys::Keyring;
 
-const VERSION: u8 = 1;
+/// Version 2 added the passive lifetime; version 1 tokens still open.
+const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
+/// The longest passive lifetime a token can carry (u16 minutes, rounded
+/// down to whole days: 45 days).
+pub const MAX_PASSIVE_TTL_SECS: u32 = 45 * 86_400;
 /// Hosts one token may be redeemed on.
 pub const MAX_AUDIENCE: usize = 4;
 /// The longest token this module produces, in characters.
 pub const MAX_TOKEN_LEN: usize = 200;
 const NONCE_LEN: usize = 24;
+/// The fixed part of a version 1 claim (version 2 adds 2 bytes).
 const FIXED_CLAIM_LEN: usize = 16 + 4 * 7 + 1 + 1 + 8 + 1;
 
 const FLAG_CONSENT_DENIED: u8 = 1;
@@ -43,6 +50,9 @@ pub struct Claims {
     pub identity: Identity,
     pub issued_at: i64,
     pub expires_at: i64,
+    /// Until when passive calls (webhooks) may still read the identity; at
+    /// least `expires_at`.
+    pub passive_expires_at: i64,
     pub max_uses: u8,
     pub consent: Consent,
     /// Keyed hash of the User-Agent the token is bound to, if bound.
@@ -86,6 +96,8 @@ fn encode_claims(c: &Claims) -> Vec<u8> {
     ] {
         v.extend_from_slice(&n.to_be_bytes());
     }
+    let passive_minutes = ((c.passive_expires_at - c.issued_at).max(0) / 60).min(65_535) as u16;
+    v.extend_from_slice(&passive_minutes.to_be_bytes());
     v.push(c.max_uses);
     let mut flags = 0;
     if c.consent == Consent::Denied {
@@ -103,14 +115,21 @@ fn encode_claims(c: &Claims) -> Vec<u8> {
     v
 }
 
-fn decode_claims(v: &[u8]) -> Option<Claims> {
-    if v.len() < FIXED_CLAIM_LEN {
+fn decode_claims(v: &[u8], version: u8) -> Option<Claims> {
+    let passive_len = if version == VERSION_1 { 0 } else { 2 };
+    if v.len() < FIXED_CLAIM_LEN + passive_len {
         return None;
     }
     let u32_at = |i: usize| u32::from_be_bytes(v[i..i + 4].try_into().expect("4 bytes"));
     let token_id: [u8; 16] = v[..16].try_into().ok()?;
     let n: Vec<u32> = (0..7).map(|k| u32_at(16 + 4 * k)).collect();
     let mut i = 16 + 28;
+    let passive_minutes = if passive_len == 2 {
+        u16::from_be_bytes([v[i], v[i + 1]])
+    } else {
+        0
+    };
+    i += passive_len;
     let max_uses = v[i];
     let flags = v[i + 1];
     let ua: [u8; 8] = v[i + 2..i + 10].try_into().ok()?;
@@ -134,6 +153,8 @@ fn decode_claims(v: &[u8]) -> Option<Claims> {
         },
         issued_at: i64::from(n[5]),
         expires_at: i64::from(n[6]),
+        passive_expires_at: (i64::from(n[5]) + 60 * i64::from(passive_minutes))
+            .max(i64::from(n[6])),
         max_uses,
         consent: if flags & FLAG_CONSENT_DENIED != 0 {
             Consent::Denied
@@ -145,8 +166,8 @@ fn decode_claims(v: &[u8]) -> Option<Claims> {
     })
 }
 
-fn aad(kid: &str) -> Vec<u8> {
-    let mut a = vec![VERSION, kid.len() as u8];
+fn aad(version: u8, kid: &str) -> Vec<u8> {
+    let mut a = vec![version, kid.len() as u8];
     a.extend_from_slice(kid.as_bytes());
     a
 }
@@ -160,7 +181,7 @@ pub fn seal(keys: &Keyring, claims: &Claims) -> String {
     let key = keys.current();
     let cipher = XChaCha20Poly1305::new(key.token_seal.as_ref().into());
     let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-    let header = aad(&key.id);
+    let header = aad(VERSION, &key.id);
     let ciphertext = cipher
         .encrypt(
             &nonce,
@@ -192,7 +213,7 @@ pub fn open(keys: &Keyring, token: &str) -> Result<Claims, Rejection> {
     let (&version, rest) = raw.split_first().ok_or(Rejection::Malformed)?;
     let (&kid_len, rest) = rest.split_first().ok_or(Rejection::Malformed)?;
     let kid_len = kid_len as usize;
-    if version != VERSION || rest.len() < kid_len + NONCE_LEN + 16 {
+    if !matches!(version, VERSION | VERSION_1) || rest.len() < kid_len + NONCE_LEN + 16 {
         return Err(Rejection::Malformed);
     }
     let kid = std::str::from_utf8(&rest[..kid_len]).map_err(|_| Rejection::Malformed)?;
@@ -205,11 +226,11 @@ pub fn open(keys: &Keyring, token: &str) -> Result<Claims, Rejection> {
             nonce.into(),
             Payload {
                 msg: ciphertext,
-                aad: &aad(kid),
+                aad: &aad(version, kid),
             },
         )
         .map_err(|_| Rejection::BadSeal)?;
-    decode_claims(&plain).ok_or(Rejection::Malformed)
+    decode_claims(&plain, version).ok_or(Rejection::Malformed)
 }
 
 #[cfg(test)]
@@ -233,8 +254,9 @@ mod tests {
                 user_id: None,
                 last_seen: u32::MAX as i64,
             },
-            issued_at: 1,
-            expires_at: 2,
+            issued_at: 60,
+            expires_at: 180,
+            passive_expires_at: 60 + MAX_PASSIVE_TTL_SECS as i64,
             max_uses: 255,
             consent: Consent::Denied,
             user_agent: Some(short_hash(keys, "ua", "Mozilla")),

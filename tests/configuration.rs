@@ -22,6 +22,10 @@ const NOT_IN_CHART: &[(&str, &str)] = &[
     ("handoff_default_ttl_secs", "requests set their own lifetime; the chart keeps the default (120 s)"),
     ("handoff_max_ttl_secs", "the chart keeps the default cap (one day)"),
     ("handoff_max_uses", "the chart keeps the default cap (10 uses)"),
+    (
+        "handoff_passive_ttl_secs",
+        "the chart keeps the default webhook lifetime (one day)",
+    ),
     ("session_id_param", "used only with session_id_param_referrers, which the chart leaves off"),
     ("session_id_param_referrers", "off on purpose: a raw session id in a URL lets anyone who sees the link take over the session"),
 ];

@@ -63,6 +63,8 @@ pub struct Input<'a> {
     pub user: &'a UserInput,
     /// A hand-off token passed outside the URL (a webhook's reference).
     pub handoff_token: Option<&'a str>,
+    /// A passive call: readers must not change the store.
+    pub passive: bool,
 }
 
 /// Evidence that named an identity.
@@ -86,6 +88,9 @@ pub async fn first<S: Store>(
     rejected: &mut Vec<Rejected>,
 ) -> Result<Option<Found>, StoreError> {
     for &source in sources {
+        if input.passive && !PASSIVE.contains(&source) {
+            continue;
+        }
         let found = match source {
             Method::Cookie => own_cookie::read(cx, input.req, rejected).await?,
             Method::HandoffToken => token::read(cx, input, rejected).await?,
@@ -102,6 +107,12 @@ pub async fn first<S: Store>(
     }
     Ok(None)
 }
+
+/// What a passive call (a webhook, a server-to-server retry) reads: the
+/// verified kinds, which name a visitor without changing the store. The
+/// referrer bridge would spend its entry, and forgeable kinds prove
+/// nothing to a server that is not the visitor's browser.
+pub const PASSIVE: &[Method] = &[Method::Cookie, Method::HandoffToken, Method::UserId];
 
 /// The URL parameters that carry evidence, which a landing page's URL
 /// should lose: each kind says which are its own.

@@ -48,7 +48,15 @@ pub async fn read<S: Store>(
             return Ok(None);
         }
     };
-    if cx.now >= claims.expires_at {
+    // A passive call (a webhook, a retry) may read the identity for the
+    // token's passive lifetime, and never spends a use; a page view must
+    // come within the token's own lifetime.
+    let expires_at = if input.passive {
+        claims.passive_expires_at
+    } else {
+        claims.expires_at
+    };
+    if cx.now >= expires_at {
         rejected.push(reject(Rejection::Expired, "hand-off token has expired"));
         return Ok(None);
     }
@@ -69,6 +77,9 @@ pub async fn read<S: Store>(
             return Ok(None);
         }
     }
+    if input.passive {
+        return found(cx, claims).await;
+    }
     match cx
         .store
         .claim_token(
@@ -88,6 +99,10 @@ pub async fn read<S: Store>(
         }
         Claim::Granted(_) => {}
     }
+    found(cx, claims).await
+}
+
+async fn found<S: Store>(cx: &Cx<'_, S>, claims: Claims) -> Result<Option<Found>, StoreError> {
     let Claims {
         identity, consent, ..
     } = claims;
@@ -106,6 +121,7 @@ pub struct Issue<'a> {
     pub identity: &'a Identity,
     pub now: i64,
     pub expires_at: i64,
+    pub passive_expires_at: i64,
     pub max_uses: u8,
     pub consent: Consent,
     /// The User-Agent to bind the token to, if any.
@@ -126,6 +142,7 @@ pub fn write(
         identity: t.identity.clone(),
         issued_at: t.now,
         expires_at: t.expires_at,
+        passive_expires_at: t.passive_expires_at,
         max_uses: t.max_uses,
         consent: t.consent,
         user_agent: t

@@ -112,12 +112,47 @@ pub enum Rejection {
     NotFound,
     NotAllowed,
     NoConsent,
+    /// Larger than the service reads.
+    TooLarge,
+}
+
+/// A request input that is not itself evidence but that the browser
+/// controls; unusable ones are ignored and reported, never fatal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Input {
+    Url,
+    Referer,
+    UserAgent,
+    CookieHeader,
+    AcceptLanguage,
+    ClientIp,
+}
+
+impl Input {
+    /// The field's path in the request message.
+    pub const fn field(self) -> &'static str {
+        match self {
+            Input::Url => "context.url",
+            Input::Referer => "context.referer",
+            Input::UserAgent => "context.user_agent",
+            Input::CookieHeader => "context.cookie_header",
+            Input::AcceptLanguage => "context.accept_language",
+            Input::ClientIp => "context.client_ip",
+        }
+    }
+}
+
+/// What a rejection is about: a kind of evidence, or another input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Evidence(Method),
+    Input(Input),
 }
 
 /// Evidence found in a request but not used, for the caller to debug with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejected {
-    pub source: Method,
+    pub source: Source,
     pub reason: Rejection,
     /// A short explanation; never the evidence itself.
     pub detail: String,
@@ -126,7 +161,16 @@ pub struct Rejected {
 impl Rejected {
     pub fn new(source: Method, reason: Rejection, detail: impl Into<String>) -> Self {
         Self {
-            source,
+            source: Source::Evidence(source),
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// An unusable input, left out.
+    pub fn input(input: Input, reason: Rejection, detail: impl Into<String>) -> Self {
+        Self {
+            source: Source::Input(input),
             reason,
             detail: detail.into(),
         }

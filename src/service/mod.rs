@@ -226,7 +226,7 @@ impl<S: Store> Service<S> {
             return Ok(self.without_consent(req, &scope, now, clean_url));
         }
 
-        let mut rejected = Vec::new();
+        let mut rejected = ctx.ignored.clone();
         let cx = self.cx(now);
         let found = evidence::first(
             &cx,
@@ -234,6 +234,7 @@ impl<S: Store> Service<S> {
                 req,
                 user: &input.user,
                 handoff_token: input.handoff_token.as_deref(),
+                passive: input.passive,
             },
             sources,
             &mut rejected,
@@ -254,6 +255,9 @@ impl<S: Store> Service<S> {
             }
         }
 
+        if input.passive {
+            return self.passive_answer(found, rejected, clean_url);
+        }
         let (mut identity, method, confidence, record, new_client) = match found {
             Some(Found {
                 identity,
@@ -271,8 +275,7 @@ impl<S: Store> Service<S> {
                 (id, Method::New, 0.0, None, true)
             }
         };
-        let new_session =
-            new_client || (!input.passive && self.settings.policy.touch(&mut identity, now));
+        let new_session = new_client || self.settings.policy.touch(&mut identity, now);
 
         if let Some(uid) = &input.user.user_id {
             identity.user_id = Some(uid.clone());
@@ -304,11 +307,7 @@ impl<S: Store> Service<S> {
                 .await?;
         }
         let identity = record.identity;
-        let cookies = if input.passive {
-            Vec::new()
-        } else {
-            self.cookies(&scope, &identity, input.ga_cookie)
-        };
+        let cookies = self.cookies(&scope, &identity, input.ga_cookie);
         Ok(Resolution {
             identity,
             method,
@@ -319,6 +318,39 @@ impl<S: Store> Service<S> {
             rejected,
             clean_url,
             persisted: true,
+        })
+    }
+
+    /// A passive call (a webhook, a retry): the identity the evidence names,
+    /// as stored, as often as asked. Nothing is minted, written, spent or
+    /// started; no cookie is set. Without usable evidence: NOT_FOUND.
+    fn passive_answer(
+        &self,
+        found: Option<Found>,
+        rejected: Vec<Rejected>,
+        clean_url: Option<String>,
+    ) -> Result<Resolution, ServiceError> {
+        let Some(f) = found else {
+            let why: Vec<String> = rejected
+                .iter()
+                .map(|r| format!("{:?}: {}", r.reason, r.detail))
+                .collect();
+            return Err(ServiceError::NotFound(if why.is_empty() {
+                "a passive call needs a hand-off token, an own cookie or a user id".into()
+            } else {
+                format!("no usable evidence names a visitor ({})", why.join("; "))
+            }));
+        };
+        Ok(Resolution {
+            identity: f.identity,
+            method: f.method,
+            confidence: f.confidence,
+            new_session: false,
+            new_client: false,
+            cookies: Vec::new(),
+            rejected,
+            clean_url,
+            persisted: f.record.is_some(),
         })
     }
 
@@ -365,7 +397,7 @@ impl<S: Store> Service<S> {
             new_session: true,
             new_client: true,
             cookies,
-            rejected: Vec::new(),
+            rejected: req.ctx.ignored.clone(),
             clean_url,
             persisted: false,
         }

@@ -49,6 +49,7 @@ fn ctx(cookie_header: &str, url: &str) -> RequestContext {
     RawContext {
         host: "shop.example.com",
         url,
+        scheme: "",
         referer: "https://partner.example/",
         user_agent: "Mozilla/5.0 (test)",
         cookie_header,
@@ -84,7 +85,14 @@ async fn one_call_parses_the_cookie_header_and_the_query_once() {
         .unwrap();
     let after = crate::request::counts::get();
     assert_eq!(r.method, Method::New);
-    let kinds: Vec<Method> = r.rejected.iter().map(|r| r.source).collect();
+    let kinds: Vec<Method> = r
+        .rejected
+        .iter()
+        .filter_map(|r| match r.source {
+            crate::identity::Source::Evidence(m) => Some(m),
+            crate::identity::Source::Input(_) => None,
+        })
+        .collect();
     for k in [
         Method::Cookie,
         Method::HandoffToken,

@@ -21,7 +21,20 @@ fuzz_target!(|data: &[u8]| {
         client_ip: next(),
         accept_language: next(),
         consent: None,
+        scheme: "",
     };
+    // Whatever the browser sent, a good host never fails the call, and
+    // nothing with a control character survives into the context.
+    let browser_only = RawContext {
+        host: "shop.example.com",
+        ..raw.clone()
+    };
+    let ctx = browser_only
+        .check("context.", Consent::Granted)
+        .expect("browser input never fails a call");
+    for v in [&ctx.user_agent, &ctx.cookie_header, &ctx.accept_language] {
+        assert!(!v.chars().any(char::is_control), "{v:?}");
+    }
     if let Ok(ctx) = raw.check("context.", Consent::Granted) {
         assert!(!ctx.host.is_empty());
         assert!(!ctx.host.contains([';', ',', ' ', '\r', '\n']), "{:?}", ctx.host);
