@@ -36,8 +36,10 @@ async fn stripe_checkout_return_and_webhook() {
             destination_url:
                 "https://orders.example-payments.test/thanks?session={CHECKOUT_SESSION_ID}".into(),
             extra_audience: vec!["hooks.example-payments.test".into()],
-            ttl_seconds: 3 * 3600,
-            max_uses: 2,
+            // The return page view: once, within half an hour. Webhooks:
+            // the default passive lifetime (one day).
+            ttl_seconds: 1800,
+            max_uses: 1,
             ..Default::default()
         })
         .await
@@ -103,14 +105,49 @@ async fn stripe_checkout_return_and_webhook() {
         "a webhook is not a page view"
     );
 
-    // A retried or forged third delivery does not get the identity.
-    let third = orders_c
-        .resolve_session(webhook)
+    // Stripe delivers at least once and retries: the same webhook, five
+    // times, the last an hour later, names the same visitor every time, and
+    // spends nothing.
+    for delivery in 2..=5 {
+        if delivery == 5 {
+            orders.advance(3600);
+        }
+        let again = orders_c
+            .resolve_session(webhook.clone())
+            .await
+            .unwrap_or_else(|s| panic!("delivery {delivery}: {s:?}"))
+            .into_inner();
+        assert_eq!(again.method(), ResolutionMethod::HandoffToken);
+        let aid = again.identity.unwrap();
+        assert_eq!(
+            (aid.client_id.as_str(), aid.session_id),
+            (original.client_id.as_str(), original.session_id),
+            "delivery {delivery}"
+        );
+        assert!(again.cookies.is_empty() && !again.new_client);
+    }
+
+    // A page view with the same token an hour later is still refused (its
+    // own lifetime is minutes), and gets a new visitor, not the original.
+    let mut late = ctx("orders.example-payments.test", "");
+    late.url = format!("https://orders.example-payments.test/thanks?_sbt={client_reference_id}");
+    let replay = orders_c
+        .resolve_session(pb::ResolveSessionRequest {
+            context: Some(late),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(third.method(), ResolutionMethod::New);
-    assert_eq!(third.rejected[0].reason(), RejectionReason::Replayed);
+    assert_eq!(replay.method(), ResolutionMethod::New);
+    assert_eq!(replay.rejected[0].reason(), RejectionReason::Expired);
+    assert_ne!(replay.identity.unwrap().client_id, original.client_id);
+
+    // A passive call with a forged token: NOT_FOUND, nothing minted.
+    let mut forged = webhook.clone();
+    forged.handoff_token = format!("{}A", &client_reference_id[..client_reference_id.len() - 1]);
+    let err = orders_c.resolve_session(forged).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
 }
 
 /// Scenario 2: your site → a Shopify store that drops every parameter. Both
