@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::context::{FieldViolation, RawContext};
 use crate::cookie::SetCookie;
@@ -19,22 +18,7 @@ const MAX_DESTINATION_LEN: usize = 2048;
 const MAX_TOKEN_FIELD_LEN: usize = 512;
 use crate::store::Store;
 
-/// INVALID_ARGUMENT with a `google.rpc.BadRequest` naming each field.
-pub fn invalid_argument(violations: Vec<(String, String)>) -> Status {
-    let summary: Vec<String> = violations
-        .iter()
-        .map(|(f, d)| format!("{f}: {d}"))
-        .collect();
-    let mut details = ErrorDetails::new();
-    for (field, description) in violations {
-        details.add_bad_request_violation(field, description);
-    }
-    Status::with_error_details(
-        Code::InvalidArgument,
-        format!("invalid request: {}", summary.join("; ")),
-        details,
-    )
-}
+pub use crate::errors::invalid_argument;
 
 fn violations(v: Vec<FieldViolation>) -> Status {
     invalid_argument(v.into_iter().map(|v| (v.field, v.description)).collect())
@@ -44,11 +28,13 @@ impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::Invalid(v) => violations(v),
-            ServiceError::NotFound(what) => Status::not_found(what),
-            ServiceError::Store(e) => {
-                tracing::error!(error = %e, "store call failed");
-                Status::unavailable(e.to_string())
-            }
+            ServiceError::NotFound(what) => crate::errors::status(
+                Code::NotFound,
+                crate::errors::reason::NOT_FOUND,
+                what,
+                tonic_types::ErrorDetails::new(),
+            ),
+            ServiceError::Store(e) => crate::errors::store_unavailable(&e),
         }
     }
 }
@@ -405,11 +391,11 @@ impl<S: Store> Api<S> {
 /// the request metrics.
 async fn observe<T>(
     rpc: &'static str,
+    request_id: String,
     call: impl std::future::Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
     use tracing::Instrument;
     let started = std::time::Instant::now();
-    let request_id = format!("{:016x}", rand::random::<u64>());
     let span = tracing::debug_span!("rpc", rpc, request_id = %request_id);
     let result = call.instrument(span.clone()).await;
     let code = match &result {
@@ -429,40 +415,75 @@ async fn observe<T>(
     result
 }
 
+/// The call's request id, given by [`crate::errors::Edge`] (a new one when
+/// the API is served without it).
+fn request_id<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<crate::errors::RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
+}
+
 #[tonic::async_trait]
 impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S> {
     async fn mint_cookie(
         &self,
         request: Request<pb::MintCookieRequest>,
     ) -> Result<Response<pb::MintCookieResponse>, Status> {
-        observe("MintCookie", self.mint_cookie_inner(request)).await
+        observe(
+            "MintCookie",
+            request_id(&request),
+            self.mint_cookie_inner(request),
+        )
+        .await
     }
 
     async fn record_handoff(
         &self,
         request: Request<pb::RecordHandoffRequest>,
     ) -> Result<Response<pb::RecordHandoffResponse>, Status> {
-        observe("RecordHandoff", self.record_handoff_inner(request)).await
+        observe(
+            "RecordHandoff",
+            request_id(&request),
+            self.record_handoff_inner(request),
+        )
+        .await
     }
 
     async fn resolve_session(
         &self,
         request: Request<pb::ResolveSessionRequest>,
     ) -> Result<Response<pb::ResolveSessionResponse>, Status> {
-        observe("ResolveSession", self.resolve_session_inner(request)).await
+        observe(
+            "ResolveSession",
+            request_id(&request),
+            self.resolve_session_inner(request),
+        )
+        .await
     }
 
     async fn lookup_by_user(
         &self,
         request: Request<pb::LookupByUserRequest>,
     ) -> Result<Response<pb::LookupByUserResponse>, Status> {
-        observe("LookupByUser", self.lookup_by_user_inner(request)).await
+        observe(
+            "LookupByUser",
+            request_id(&request),
+            self.lookup_by_user_inner(request),
+        )
+        .await
     }
 
     async fn forget_user(
         &self,
         request: Request<pb::ForgetUserRequest>,
     ) -> Result<Response<pb::ForgetUserResponse>, Status> {
-        observe("ForgetUser", self.forget_user_inner(request)).await
+        observe(
+            "ForgetUser",
+            request_id(&request),
+            self.forget_user_inner(request),
+        )
+        .await
     }
 }

@@ -44,12 +44,16 @@ impl BearerAuth {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>`"))?;
+            .ok_or_else(|| {
+                crate::errors::unauthenticated("missing `authorization: Bearer <token>`")
+            })?;
         let digest: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
         if digest == expected {
             Ok(request)
         } else {
-            Err(Status::unauthenticated("bearer token does not match"))
+            Err(crate::errors::unauthenticated(
+                "bearer token does not match",
+            ))
         }
     }
 }

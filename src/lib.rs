@@ -17,6 +17,7 @@ pub mod codec;
 pub mod config;
 pub mod context;
 pub mod cookie;
+pub mod errors;
 pub mod evidence;
 pub mod ga;
 pub mod handoff;

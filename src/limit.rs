@@ -62,9 +62,7 @@ where
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-            let status = tonic::Status::resource_exhausted(
-                "too many calls in flight (concurrency_limit); retry with backoff",
-            );
+            let status = crate::errors::overloaded();
             return Box::pin(async move { Ok(status.into_http()) });
         };
         // The clone is the one that is ready (tower's usual swap), since

@@ -142,14 +142,14 @@ async fn serve<S: Store + Clone>(
     ));
 
     let auth = crate::auth::BearerAuth::from_file(cfg.auth_token_file.as_deref())?;
-    let api = tonic::service::interceptor::InterceptedService::new(
+    let api = crate::errors::Edge::new(tonic::service::interceptor::InterceptedService::new(
         crate::limit::Shed::new(
             SessionBridgeServiceServer::new(Api::new(Arc::clone(&service)))
                 .max_decoding_message_size(cfg.max_message_bytes),
             cfg.concurrency_limit,
         ),
         auth,
-    );
+    ));
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 

@@ -46,7 +46,18 @@ async fn a_bounded_burst_is_shed_while_health_answers() {
                     ..Default::default()
                 })
                 .await;
-            (r.map(|_| ()).map_err(|e| e.code()), started.elapsed())
+            let r = r.map(|_| ()).map_err(|e| {
+                if e.code() == Code::ResourceExhausted {
+                    // Shedding says so, and when to come back.
+                    use tonic_types::StatusExt;
+                    let d = e.get_error_details();
+                    assert_eq!(d.error_info().unwrap().reason, "OVERLOADED");
+                    assert!(d.retry_info().unwrap().retry_delay.is_some());
+                    assert!(e.metadata().get("x-request-id").is_some());
+                }
+                e.code()
+            });
+            (r, started.elapsed())
         }));
     }
     // Health is outside the limit: it answers during the burst.
