@@ -33,7 +33,12 @@ async fn every_error_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let server = InProc::start(
         &dir.path().join("data"),
-        &["--allowed-domains", "example.com", "--max-message-bytes", "4096"],
+        &[
+            "--allowed-domains",
+            "example.com",
+            "--max-message-bytes",
+            "4096",
+        ],
     )
     .await;
     let mut c = server.client().await;
@@ -112,7 +117,14 @@ async fn a_store_outage_is_retryable_and_says_nothing_of_the_store() {
     let url = redis.url();
     let server = InProc::start(
         &dir.path().join("data"),
-        &["--store", "redis", "--redis-urls", &url, "--redis-timeout-ms", "200"],
+        &[
+            "--store",
+            "redis",
+            "--redis-urls",
+            &url,
+            "--redis-timeout-ms",
+            "200",
+        ],
     )
     .await;
     let mut c = server.client().await;
