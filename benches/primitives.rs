@@ -27,23 +27,23 @@ fn benches(c: &mut Criterion) {
         1_700_000_100,
     );
     let scope = CookieScope::Domain("example.com".into());
-    let own = cookie::seal_identity(&keys, &scope, "_sbid", &identity);
+    let own = cookie::seal_identity(&keys, &scope, "__Secure-sbid", &identity);
     // A header as a real site sends it: analytics, consent and ad cookies.
     let header = format!(
         "_ga=GA1.1.1360384851.1661821242; _ga_ABC123=GS2.1.s1700000000$o5$g1$t1700000300$j0$l0$h0; \
          _gcl_au=1.1.1234567890.1700000000; OptanonConsent=isGpcEnabled=0&datestamp=Mon+Nov+20; \
-         _fbp=fb.1.1700000000000.1234567890; cart=%7B%22items%22%3A3%7D; _sbid={own}; theme=dark"
+         _fbp=fb.1.1700000000000.1234567890; cart=%7B%22items%22%3A3%7D; __Secure-sbid={own}; theme=dark"
     );
     let scopes = vec!["example.com".to_string(), "www.example.com".to_string()];
 
     c.bench_function("cookie header parse + own cookie open", |b| {
         b.iter(|| {
-            let v = cookie::values_named(&header, "_sbid");
-            cookie::open_identity(&keys, &scopes, "_sbid", v[0]).unwrap()
+            let v = cookie::values_named(&header, "__Secure-sbid");
+            cookie::open_identity(&keys, &scopes, "__Secure-sbid", v[0]).unwrap()
         })
     });
     c.bench_function("own cookie seal", |b| {
-        b.iter(|| cookie::seal_identity(&keys, &scope, "_sbid", &identity))
+        b.iter(|| cookie::seal_identity(&keys, &scope, "__Secure-sbid", &identity))
     });
 
     let claims = Claims {

@@ -187,6 +187,9 @@ fn rejection(r: Rejection) -> pb::RejectionReason {
         Rejection::NotAllowed => P::NotAllowed,
         Rejection::NoConsent => P::NoConsent,
         Rejection::TooLarge => P::TooLarge,
+        Rejection::LinkedToUser => P::LinkedToUser,
+        Rejection::Conflict => P::Conflict,
+        Rejection::FromTheFuture => P::FromTheFuture,
     }
 }
 

@@ -274,8 +274,13 @@ settings! {
     /// every host, host-only cookies.
     #[arg(value_delimiter = ',', value_name = "DOMAINS")]
     allowed_domains: Vec<String> = Vec::new();
-    /// Name of the service's own identity cookie.
-    cookie_name: String = "_sbid".into();
+    /// Base name of the service's own identity cookie, set as
+    /// `__Secure-<name>` on a domain and `__Host-<name>` on a host, prefixes
+    /// that keep http men-in-the-middle (and, for `__Host-`, sibling
+    /// subdomains) from planting one. A cookie of the bare name (and
+    /// `_sbid`, the name before prefixes) is still read once, then
+    /// replaced.
+    cookie_name: String = crate::settings::DEFAULT_COOKIE_BASE.into();
     /// Inactivity, in seconds, after which the next hit starts a new
     /// session.
     session_timeout_secs: u64 = 30 * 60;

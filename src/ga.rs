@@ -27,14 +27,17 @@ pub enum GaCookieError {
     ClientId,
     #[error("not a GS1 or GS2 session cookie")]
     Session,
-    #[error("timestamps are implausible (in the future, or before GA4 existed)")]
+    #[error("timestamps are implausible (before GA4 existed, or out of order)")]
     Time,
+    #[error("a timestamp lies in the future: the visitor's clock is not trusted")]
+    Future,
 }
 
 /// Earliest plausible GA timestamp (2005-01-01): older values are forged.
 const EARLIEST: i64 = 1_104_537_600;
-/// Tolerated clock skew for timestamps in the future.
-const SKEW: i64 = 86_400;
+/// Tolerated clock skew for timestamps in the future: times from the
+/// visitor never stretch a lifetime by more than this.
+pub const SKEW: i64 = 300;
 
 fn digits(s: &str, max: usize) -> Option<u64> {
     (!s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit()))
@@ -61,8 +64,11 @@ pub fn parse_client_id(value: &str, now: i64) -> Result<ClientId, GaCookieError>
     if id.random() == 0 {
         return Err(GaCookieError::ClientId);
     }
-    if id.created() < EARLIEST || id.created() > now + SKEW {
+    if id.created() < EARLIEST {
         return Err(GaCookieError::Time);
+    }
+    if id.created() > now + SKEW {
+        return Err(GaCookieError::Future);
     }
     Ok(id)
 }
@@ -107,8 +113,11 @@ pub fn parse_session(value: &str, now: i64) -> Result<GaSession, GaCookieError> 
     if number == 0 {
         return Err(GaCookieError::Session);
     }
-    if session_id < EARLIEST || last_hit < session_id || last_hit > now + SKEW {
+    if session_id < EARLIEST || last_hit < session_id {
         return Err(GaCookieError::Time);
+    }
+    if last_hit > now + SKEW {
+        return Err(GaCookieError::Future);
     }
     Ok(GaSession {
         session_id,
@@ -158,7 +167,7 @@ mod tests {
         assert_eq!(parse_client_id("GA1.1.5.99", NOW), Err(GaCookieError::Time));
         assert_eq!(
             parse_client_id("GA1.1.5.1900000000", NOW),
-            Err(GaCookieError::Time)
+            Err(GaCookieError::Future)
         );
     }
 
@@ -198,6 +207,11 @@ mod tests {
             Err(GaCookieError::Time),
             "last hit before start"
         );
+        // A last hit beyond the tolerated skew never stretches a lifetime.
+        let future = format!("GS2.1.s1794999000$o7$t{}", NOW + SKEW + 1);
+        assert_eq!(parse_session(&future, NOW), Err(GaCookieError::Future));
+        let skewed = format!("GS2.1.s1794999000$o7$t{}", NOW + SKEW);
+        assert!(parse_session(&skewed, NOW).is_ok());
         // A multi-byte key character used to panic (found by the ga_values
         // fuzz target).
         assert_eq!(

@@ -156,7 +156,7 @@ impl<S: Store> Service<S> {
         } else {
             Consent::Granted
         };
-        let (sealed, mut decorated) = evidence::token::write(
+        let (sealed, token_id, mut decorated) = evidence::token::write(
             &self.keys,
             &self.settings,
             &input.destination,
@@ -177,7 +177,14 @@ impl<S: Store> Service<S> {
             if let Some(tz) = input.ga_linker_tz {
                 decorated = linker::write(&decorated, &req, &source.identity, tz, now);
             }
-            bridge::write(&self.cx(now), &req, &source.identity, &limits.audience).await?;
+            bridge::write(
+                &self.cx(now),
+                &req,
+                &source.identity,
+                &limits.audience,
+                token_id,
+            )
+            .await?;
         }
         Ok(Handoff {
             token: sealed,

@@ -127,5 +127,8 @@ fn reason_label(r: Rejection) -> &'static str {
         Rejection::NotAllowed => "not_allowed",
         Rejection::NoConsent => "no_consent",
         Rejection::TooLarge => "too_large",
+        Rejection::LinkedToUser => "linked_to_user",
+        Rejection::Conflict => "conflict",
+        Rejection::FromTheFuture => "from_the_future",
     }
 }

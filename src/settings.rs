@@ -5,6 +5,13 @@ use crate::config::Config;
 use crate::cookie::AllowedDomains;
 use crate::identity::{Consent, SessionPolicy};
 
+/// The default base name of the own cookie (set as `__Secure-sbid` or
+/// `__Host-sbid`).
+pub const DEFAULT_COOKIE_BASE: &str = "sbid";
+/// The own cookie's name before names were prefixed by scope; read once
+/// and replaced.
+pub const LEGACY_COOKIE_NAME: &str = "_sbid";
+
 /// The settings the core needs, taken from the configuration once.
 #[derive(Clone, Debug)]
 pub struct Settings {

@@ -35,13 +35,13 @@ async fn mint_then_resolve_keeps_the_identity() {
     assert_eq!(created.parse::<i64>().unwrap(), id.session_id);
     assert_eq!(id.session_number, 1);
     let own = &minted.cookies[0];
-    assert_eq!(own.name, "_sbid");
+    assert_eq!(own.name, "__Host-sbid", "host-only: the __Host- prefix");
     assert!(own.http_only && own.secure);
     assert_eq!(own.same_site(), pb::SameSite::Lax);
     assert_eq!(own.domain, "", "no allowlist: host-only cookie");
     assert!(own
         .set_cookie_header
-        .starts_with(&format!("_sbid={}", own.value)));
+        .starts_with(&format!("__Host-sbid={}", own.value)));
 
     let resolved = c
         .resolve_session(resolve_req(ctx(
@@ -59,7 +59,7 @@ async fn mint_then_resolve_keeps_the_identity() {
     assert_eq!(again.session_id, id.session_id);
     assert_eq!(again.session_number, 1);
     assert!(
-        resolved.cookies.iter().any(|c| c.name == "_sbid"),
+        resolved.cookies.iter().any(|c| c.name == "__Host-sbid"),
         "cookie refreshed"
     );
 
@@ -119,17 +119,17 @@ async fn forged_and_foreign_cookies_are_rejected_with_a_reason() {
     for (host, header, reason) in [
         (
             "www.example.com",
-            format!("_sbid={forged}"),
+            format!("__Secure-sbid={forged}"),
             pb::RejectionReason::BadSeal,
         ),
         (
             "www.other.org",
-            format!("_sbid={value}"),
+            format!("__Secure-sbid={value}"),
             pb::RejectionReason::BadSeal,
         ),
         (
             "www.example.com",
-            "_sbid=garbage".to_string(),
+            "__Secure-sbid=garbage".to_string(),
             pb::RejectionReason::Malformed,
         ),
     ] {

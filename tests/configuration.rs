@@ -156,7 +156,7 @@ fn help_shows_every_setting_with_its_default() {
     for default in [
         "[default: 127.0.0.1:50051]",
         "[default: sessionbridge-data]",
-        "[default: _sbid]",
+        "[default: sbid]",
         "[default: granted]",
         "[default: interval]",
         "[default: 1800]",

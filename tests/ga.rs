@@ -109,7 +109,12 @@ async fn existing_ga_cookies_are_adopted_not_reset() {
             .into_inner();
         assert_eq!(r.method(), ResolutionMethod::New, "{bad}");
         assert_eq!(r.rejected[0].source(), ResolutionMethod::GaCookie);
-        assert_eq!(r.rejected[0].reason(), RejectionReason::Malformed);
+        let want = if bad.contains("4102444800") {
+            RejectionReason::FromTheFuture
+        } else {
+            RejectionReason::Malformed
+        };
+        assert_eq!(r.rejected[0].reason(), want, "{bad}");
     }
     // A broken session cookie does not stop the client id's adoption.
     let r = c

@@ -20,6 +20,7 @@ fn record(random: u32, now: i64, user_keys: Vec<UserKey>) -> ClientRecord {
     ClientRecord {
         identity,
         user_keys,
+        adopted: false,
     }
 }
 
@@ -129,6 +130,8 @@ async fn contract<S: Store + Clone>(s: S, real_ttl: bool) {
         destinations: vec!["shop.example".into()],
         created_at: now,
         with_network: true,
+        token_id: [0; 16],
+        ambiguous: false,
     };
     s.put_bridge([3; 32], &entry, now + 60).await.unwrap();
     assert_eq!(
@@ -136,6 +139,40 @@ async fn contract<S: Store + Clone>(s: S, real_ttl: bool) {
         Some(entry.clone())
     );
     assert_eq!(s.take_bridge([3; 32], now).await.unwrap(), None);
+
+    // The same client again replaces its entry; another client under the
+    // same key makes it ambiguous: nobody is matched.
+    s.put_bridge([7; 32], &entry, now + 60).await.unwrap();
+    s.put_bridge([7; 32], &entry, now + 60).await.unwrap();
+    assert!(
+        !s.take_bridge([7; 32], now)
+            .await
+            .unwrap()
+            .unwrap()
+            .ambiguous
+    );
+    let other = BridgeEntry {
+        identity: record(12, now, vec![]).identity,
+        ..entry.clone()
+    };
+    s.put_bridge([7; 32], &entry, now + 60).await.unwrap();
+    s.put_bridge([7; 32], &other, now + 60).await.unwrap();
+    let taken = s.take_bridge([7; 32], now).await.unwrap().unwrap();
+    assert!(taken.ambiguous, "two visitors under one key");
+    assert_ne!(taken.identity.client_id, entry.identity.client_id);
+    assert_ne!(taken.identity.client_id, other.identity.client_id);
+
+    // Entries recorded with a token are dropped by its id.
+    let with_token = BridgeEntry {
+        token_id: [8; 16],
+        ..entry.clone()
+    };
+    s.put_bridge([8; 32], &with_token, now + 60).await.unwrap();
+    s.put_bridge([9; 32], &with_token, now + 60).await.unwrap();
+    s.drop_bridge_of_token([8; 16], now).await.unwrap();
+    assert_eq!(s.take_bridge([8; 32], now).await.unwrap(), None);
+    assert_eq!(s.take_bridge([9; 32], now).await.unwrap(), None);
+    s.drop_bridge_of_token([42; 16], now).await.unwrap();
 
     // Expiry: every kind of record disappears on time.
     let short = record(21, now, vec![]);

@@ -334,6 +334,7 @@ async fn populate(
                             let record = ClientRecord {
                                 identity: work::stored_identity(i, created, now),
                                 user_keys: Vec::new(),
+                                adopted: false,
                             };
                             store
                                 .put_client(ClientWrite {

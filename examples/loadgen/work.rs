@@ -320,8 +320,13 @@ pub fn stored_cookie_header(keys: &Keyring, i: u64, created: u32) -> String {
     let allowed = AllowedDomains::new(ALLOWED.split(',').map(String::from)).expect("domains");
     let scope = allowed.scope(SHOP, true).expect("shop allowed");
     let now = sessionbridge::service::now_unix();
-    let value = cookie::seal_identity(keys, &scope, "_sbid", &stored_identity(i, created, now));
-    format!("{OTHER_COOKIES}; _sbid={value}")
+    let value = cookie::seal_identity(
+        keys,
+        &scope,
+        "__Secure-sbid",
+        &stored_identity(i, created, now),
+    );
+    format!("{OTHER_COOKIES}; __Secure-sbid={value}")
 }
 
 /// Mints `n` identities through the server and returns the Cookie headers a

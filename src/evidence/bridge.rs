@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use hmac::{Hmac, Mac};
 
 use crate::context::RequestContext;
-use crate::identity::{Consent, Identity, Method};
+use crate::identity::{Identity, Method, Rejected, Rejection};
 use crate::keys::Keyring;
 use crate::request::Parsed;
 use crate::store::{BridgeEntry, Store, StoreError};
@@ -47,10 +47,16 @@ fn key(keys: &Keyring, source_site: &str, dest_site: &str, ctx: &RequestContext)
     mac.finalize().into_bytes().into()
 }
 
-pub async fn read<S: Store>(cx: &Cx<'_, S>, req: &Parsed<'_>) -> Result<Option<Found>, StoreError> {
+pub async fn read<S: Store>(
+    cx: &Cx<'_, S>,
+    req: &Parsed<'_>,
+    rejected: &mut Vec<Rejected>,
+) -> Result<Option<Found>, StoreError> {
     let ctx = req.ctx;
     let window = i64::from(cx.settings.bridge_window_secs);
-    if window == 0 || ctx.user_agent.is_empty() {
+    // Without the visitor's network the key is the browser alone, shared
+    // by everyone with the same User-Agent: no bridge.
+    if window == 0 || ctx.user_agent.is_empty() || ctx.client_ip.is_none() {
         return Ok(None);
     }
     let Some(referer) = req.referer_host() else {
@@ -68,44 +74,57 @@ pub async fn read<S: Store>(cx: &Cx<'_, S>, req: &Parsed<'_>) -> Result<Option<F
     else {
         return Ok(None);
     };
-    let age = (cx.now - entry.created_at).clamp(0, window);
-    let mut confidence = 0.9 - 0.3 * (age as f32 / window as f32);
-    if !entry.with_network {
-        confidence -= 0.2;
+    if entry.ambiguous {
+        rejected.push(Rejected::new(
+            Method::ReferrerBridge,
+            Rejection::Conflict,
+            "two visitors with this browser and network left the referring site within the window: nobody is matched",
+        ));
+        return Ok(None);
     }
-    let (identity, record) = super::with_record(cx, entry.identity).await?;
-    Ok(Some(Found {
-        identity,
-        method: Method::ReferrerBridge,
+    let age = (cx.now - entry.created_at).clamp(0, window);
+    let confidence = 0.9 - 0.3 * (age as f32 / window as f32);
+    super::forgeable(
+        cx,
+        entry.identity,
+        Method::ReferrerBridge,
         confidence,
-        record,
-        consent: Consent::Granted,
-    }))
+        rejected,
+    )
+    .await
 }
 
 /// Records a hand-off from the request's site to each other site among
 /// `audience_hosts`, for an arrival that comes without the link's
-/// parameters.
+/// parameters. The entry holds analytics ids only, never a user; without
+/// the visitor's network nothing is recorded.
 pub async fn write<S: Store>(
     cx: &Cx<'_, S>,
     req: &Parsed<'_>,
     identity: &Identity,
     audience_hosts: &[String],
+    token_id: [u8; 16],
 ) -> Result<(), StoreError> {
     let ctx = req.ctx;
     let window = cx.settings.bridge_window_secs;
-    if window == 0 || ctx.user_agent.is_empty() {
+    if window == 0 || ctx.user_agent.is_empty() || ctx.client_ip.is_none() {
         return Ok(());
     }
     let source_site = site_of(&ctx.host);
     let mut dest_sites: Vec<String> = audience_hosts.iter().map(|h| site_of(h)).collect();
     dest_sites.dedup();
+    let identity = Identity {
+        user_id: None,
+        ..identity.clone()
+    };
     for dest in dest_sites.iter().filter(|d| **d != source_site) {
         let entry = BridgeEntry {
             identity: identity.clone(),
             destinations: vec![dest.clone()],
             created_at: cx.now,
-            with_network: ctx.client_ip.is_some(),
+            with_network: true,
+            token_id,
+            ambiguous: false,
         };
         cx.store
             .put_bridge(

@@ -6,7 +6,7 @@
 
 use crate::cookie::{self, CookieScope, SetCookie};
 use crate::ga;
-use crate::identity::{ClientId, Consent, Identity, Method, Rejected, Rejection};
+use crate::identity::{ClientId, Identity, Method, Rejected, Rejection};
 use crate::request::Parsed;
 use crate::store::{Store, StoreError};
 
@@ -29,7 +29,7 @@ pub async fn read<S: Store>(
             }
             Err(e) => rejected.push(Rejected::new(
                 Method::GaCookie,
-                Rejection::Malformed,
+                reason(e),
                 format!("_ga: {e}"),
             )),
         }
@@ -47,20 +47,20 @@ pub async fn read<S: Store>(
             Ok(_) => {}
             Err(e) => rejected.push(Rejected::new(
                 Method::GaCookie,
-                Rejection::Malformed,
+                reason(e),
                 format!("{name}: {e}"),
             )),
         }
     }
     let identity = ga_identity(client_id, session);
-    let (identity, record) = super::with_record(cx, identity).await?;
-    Ok(Some(Found {
-        identity,
-        method: Method::GaCookie,
-        confidence: 0.9,
-        record,
-        consent: Consent::Granted,
-    }))
+    super::forgeable(cx, identity, Method::GaCookie, 0.9, rejected).await
+}
+
+fn reason(e: ga::GaCookieError) -> Rejection {
+    match e {
+        ga::GaCookieError::Future => Rejection::FromTheFuture,
+        _ => Rejection::Malformed,
+    }
 }
 
 /// An identity from GA4's ids: the session when one was given (the touch

@@ -6,7 +6,7 @@
 use url::Url;
 
 use crate::ga;
-use crate::identity::{Consent, Identity, Method, Rejected, Rejection};
+use crate::identity::{Identity, Method, Rejected, Rejection};
 use crate::query;
 use crate::request::Parsed;
 use crate::store::{Store, StoreError};
@@ -38,14 +38,7 @@ pub async fn read<S: Store>(
         }
     };
     let identity = super::ga_cookie::ga_identity(linked.client_id, linked.session);
-    let (identity, record) = super::with_record(cx, identity).await?;
-    Ok(Some(Found {
-        identity,
-        method: Method::GaLinker,
-        confidence: 0.8,
-        record,
-        consent: Consent::Granted,
-    }))
+    super::forgeable(cx, identity, Method::GaLinker, 0.8, rejected).await
 }
 
 /// `url` with a `_gl` for this browser, written as gtag.js writes one.

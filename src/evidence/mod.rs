@@ -77,6 +77,52 @@ pub struct Found {
     pub record: Option<ClientRecord>,
     /// The consent the evidence carries (tokens carry the source's).
     pub consent: Consent,
+    /// Valid pieces of this evidence disagreed: link no login on it.
+    pub conflict: bool,
+}
+
+impl Found {
+    pub fn new(
+        identity: Identity,
+        method: Method,
+        confidence: f32,
+        record: Option<ClientRecord>,
+    ) -> Self {
+        Self {
+            identity,
+            method,
+            confidence,
+            record,
+            consent: Consent::Granted,
+            conflict: false,
+        }
+    }
+}
+
+/// What forgeable evidence may yield: the analytics ids it carries, and
+/// nothing stored. When the client it names is linked to a user, it yields
+/// nothing: a client id is not a secret, and knowing one must not reveal,
+/// resume or move anyone's login.
+pub(crate) async fn forgeable<S: Store>(
+    cx: &Cx<'_, S>,
+    mut identity: Identity,
+    method: Method,
+    confidence: f32,
+    rejected: &mut Vec<Rejected>,
+) -> Result<Option<Found>, StoreError> {
+    let record = cx.store.get_client(identity.client_id, cx.now).await?;
+    if let Some(r) = &record {
+        if !r.user_keys.is_empty() || r.identity.user_id.is_some() {
+            rejected.push(Rejected::new(
+                method,
+                crate::identity::Rejection::LinkedToUser,
+                "names a client that a login owns: forgeable evidence cannot carry it",
+            ));
+            return Ok(None);
+        }
+    }
+    identity.user_id = None;
+    Ok(Some(Found::new(identity, method, confidence, record)))
 }
 
 /// The first kind of evidence in `sources` that names an identity; every
@@ -95,7 +141,7 @@ pub async fn first<S: Store>(
             Method::Cookie => own_cookie::read(cx, input.req, rejected).await?,
             Method::HandoffToken => token::read(cx, input, rejected).await?,
             Method::UserId => user::read(cx, input.user).await?,
-            Method::ReferrerBridge => bridge::read(cx, input.req).await?,
+            Method::ReferrerBridge => bridge::read(cx, input.req, rejected).await?,
             Method::GaCookie => ga_cookie::read(cx, input.req, rejected).await?,
             Method::GaLinker => linker::read(cx, input.req, rejected).await?,
             Method::SessionIdParameter => session_param::read(cx, input.req, rejected).await?,

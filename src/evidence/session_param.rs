@@ -2,7 +2,7 @@
 //! written. Off unless referrers are allow-listed, because whoever sees
 //! such a link can fixate or take over the session.
 
-use crate::identity::{ClientId, Consent, Method, Rejected, Rejection};
+use crate::identity::{ClientId, Method, Rejected, Rejection};
 use crate::request::Parsed;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
@@ -45,15 +45,6 @@ pub async fn read<S: Store>(
         ));
         return Ok(None);
     };
-    let (identity, record) = match cx.store.get_client(client_id, cx.now).await? {
-        Some(r) => (r.identity.clone(), Some(r)),
-        None => (cx.settings.policy.new_identity(client_id, cx.now), None),
-    };
-    Ok(Some(Found {
-        identity,
-        method: Method::SessionIdParameter,
-        confidence: 0.5,
-        record,
-        consent: Consent::Granted,
-    }))
+    let identity = cx.settings.policy.new_identity(client_id, cx.now);
+    super::forgeable(cx, identity, Method::SessionIdParameter, 0.5, rejected).await
 }

@@ -99,6 +99,11 @@ pub async fn read<S: Store>(
         }
         Claim::Granted(_) => {}
     }
+    // The visitor arrived with the link: the bridge entry recorded with it
+    // must not serve anyone else.
+    cx.store
+        .drop_bridge_of_token(claims.token_id, cx.now)
+        .await?;
     found(cx, claims).await
 }
 
@@ -108,11 +113,8 @@ async fn found<S: Store>(cx: &Cx<'_, S>, claims: Claims) -> Result<Option<Found>
     } = claims;
     let (identity, record) = super::with_record(cx, identity).await?;
     Ok(Some(Found {
-        identity,
-        method: Method::HandoffToken,
-        confidence: 1.0,
-        record,
         consent,
+        ..Found::new(identity, Method::HandoffToken, 1.0, record)
     }))
 }
 
@@ -130,15 +132,16 @@ pub struct Issue<'a> {
     pub audience: &'a [String],
 }
 
-/// Seals a token and returns it with `destination` carrying it.
+/// Seals a token and returns it, its id, and `destination` carrying it.
 pub fn write(
     keys: &Keyring,
     settings: &Settings,
     destination: &Url,
     t: Issue<'_>,
-) -> (String, Url) {
+) -> (String, [u8; 16], Url) {
+    let token_id = token::new_token_id();
     let claims = Claims {
-        token_id: token::new_token_id(),
+        token_id,
         identity: t.identity.clone(),
         issued_at: t.now,
         expires_at: t.expires_at,
@@ -156,5 +159,5 @@ pub fn write(
     };
     let sealed = token::seal(keys, &claims);
     let url = query::with(destination, param(settings), &sealed);
-    (sealed, url)
+    (sealed, token_id, url)
 }

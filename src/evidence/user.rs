@@ -2,7 +2,7 @@
 //! recently linked to the request's user id or email, perhaps by a login
 //! on another domain sharing this store.
 
-use crate::identity::{Consent, Method};
+use crate::identity::Method;
 use crate::service::UserInput;
 use crate::store::{Store, StoreError};
 
@@ -12,13 +12,12 @@ pub async fn read<S: Store>(cx: &Cx<'_, S>, user: &UserInput) -> Result<Option<F
     for key in &user.keys {
         for entry in cx.store.lookup_user(*key, cx.now).await? {
             if let Some(record) = cx.store.get_client(entry.client_id, cx.now).await? {
-                return Ok(Some(Found {
-                    identity: record.identity.clone(),
-                    method: Method::UserId,
-                    confidence: 1.0,
-                    record: Some(record),
-                    consent: Consent::Granted,
-                }));
+                return Ok(Some(Found::new(
+                    record.identity.clone(),
+                    Method::UserId,
+                    1.0,
+                    Some(record),
+                )));
             }
         }
     }

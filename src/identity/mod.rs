@@ -64,19 +64,18 @@ pub enum Method {
 /// yields an identity wins, and a weaker source can never override a
 /// stronger one.
 ///
-/// Verified evidence first (a cookie this domain set, then a token another
-/// domain sealed), then the user's own login, then the heuristic bridge,
-/// then the opt-in raw parameter; when all are absent or rejected, a new
+/// Verified evidence first (a cookie this domain set, a token another
+/// domain sealed, the user the backend's own login asserts), then the
+/// forgeable kinds, which may carry analytics ids but never a user: GA4's
+/// `_gl` and cookies (a visitor this site's gtag.js already knows keeps that
+/// client id rather than being re-identified by a guess), the heuristic
+/// bridge, the opt-in raw parameter. When all are absent or rejected, a new
 /// identity is minted.
-///
-/// GA4's own cookie comes after the user link and before the heuristics: a
-/// visitor this site's gtag.js already knows keeps that client id rather
-/// than being re-identified by a guess.
 pub const PRECEDENCE: &[Method] = &[
     Method::Cookie,
     Method::HandoffToken,
-    Method::GaLinker,
     Method::UserId,
+    Method::GaLinker,
     Method::GaCookie,
     Method::ReferrerBridge,
     Method::SessionIdParameter,
@@ -114,6 +113,12 @@ pub enum Rejection {
     NoConsent,
     /// Larger than the service reads.
     TooLarge,
+    /// Forgeable evidence named a client that a login owns.
+    LinkedToUser,
+    /// Two valid pieces of the same evidence name different visitors.
+    Conflict,
+    /// A time from the visitor lies in the future.
+    FromTheFuture,
 }
 
 /// A request input that is not itself evidence but that the browser

@@ -258,6 +258,32 @@ impl<S: Store> Service<S> {
         if input.passive {
             return self.passive_answer(found, rejected, clean_url);
         }
+        let mut link = !input.user.keys.is_empty();
+        let found = match found {
+            // Own cookies that disagree: no login is linked on this
+            // request (one of them may have been planted).
+            Some(f) if f.conflict && link => {
+                rejected.push(Rejected::new(
+                    f.method,
+                    Rejection::Conflict,
+                    "own cookies name different visitors: the login is not linked on this request",
+                ));
+                link = false;
+                Some(f)
+            }
+            // A login never re-links a client that forgeable evidence
+            // named, or that another user's login owns: the visitor moves
+            // to a fresh client id.
+            Some(f) if link && self.login_must_move(&f, &input.user) => {
+                rejected.push(Rejected::new(
+                    f.method,
+                    Rejection::NotAllowed,
+                    "a login on a client named by forgeable evidence or owned by another user starts a fresh client id",
+                ));
+                None
+            }
+            other => other,
+        };
         let (mut identity, method, confidence, record, new_client) = match found {
             Some(Found {
                 identity,
@@ -275,16 +301,27 @@ impl<S: Store> Service<S> {
                 (id, Method::New, 0.0, None, true)
             }
         };
+        // Whether forgeable evidence ever named this client: a later login
+        // on it moves to a fresh client id, even through the own cookie.
+        let adopted = record.as_ref().is_some_and(|r| r.adopted)
+            || evidence::trust(method) == evidence::Trust::Forgeable && !new_client;
         let new_session = new_client || self.settings.policy.touch(&mut identity, now);
+        // Time from the visitor never runs ahead of the server's clock.
+        identity.last_seen = identity.last_seen.min(now);
+        let link_keys: &[UserKey] = if link { &input.user.keys } else { &[] };
 
-        if let Some(uid) = &input.user.user_id {
-            identity.user_id = Some(uid.clone());
+        if link {
+            if let Some(uid) = &input.user.user_id {
+                identity.user_id = Some(uid.clone());
+            }
         }
         let fresh = record.as_ref().is_some_and(|stored| {
-            input.user.keys.is_empty() && self.only_touched(&stored.identity, &identity)
+            link_keys.is_empty()
+                && stored.adopted == adopted
+                && self.only_touched(&stored.identity, &identity)
         });
         let mut user_keys = record.map(|r| r.user_keys).unwrap_or_default();
-        for k in &input.user.keys {
+        for k in link_keys {
             if !user_keys.contains(k) {
                 user_keys.push(*k);
             }
@@ -292,6 +329,7 @@ impl<S: Store> Service<S> {
         let record = ClientRecord {
             identity,
             user_keys,
+            adopted,
         };
         // Most page views change nothing but the time of the last hit, which
         // the refreshed cookie carries exactly; the stored copy is rewritten
@@ -300,14 +338,14 @@ impl<S: Store> Service<S> {
             self.store
                 .put_client(ClientWrite {
                     record: &record,
-                    link: &input.user.keys,
+                    link: link_keys,
                     expires_at: now + self.settings.identity_ttl_secs,
                     history: self.settings.user_history,
                 })
                 .await?;
         }
         let identity = record.identity;
-        let cookies = self.cookies(&scope, &identity, input.ga_cookie);
+        let cookies = self.cookies(&scope, &identity, input.ga_cookie, req);
         Ok(Resolution {
             identity,
             method,
@@ -318,6 +356,18 @@ impl<S: Store> Service<S> {
             rejected,
             clean_url,
             persisted: true,
+        })
+    }
+
+    /// Whether a login must not link the client `f` names: forgeable
+    /// evidence named it (now or ever), or another user's login owns it.
+    fn login_must_move(&self, f: &Found, user: &UserInput) -> bool {
+        if evidence::trust(f.method) == evidence::Trust::Forgeable {
+            return true;
+        }
+        f.record.as_ref().is_some_and(|r| {
+            r.adopted
+                || (!r.user_keys.is_empty() && !r.user_keys.iter().any(|k| user.keys.contains(k)))
         })
     }
 
@@ -386,10 +436,7 @@ impl<S: Store> Service<S> {
             .settings
             .policy
             .new_identity(ClientId::generate(now), now);
-        let mut cookies = Vec::new();
-        if own_cookie::present(&self.settings, req) {
-            cookies.push(own_cookie::delete(&self.settings, scope));
-        }
+        let cookies = own_cookie::delete(&self.settings, scope, req);
         Resolution {
             identity,
             method: Method::NoConsent,
@@ -408,13 +455,9 @@ impl<S: Store> Service<S> {
         scope: &CookieScope,
         identity: &Identity,
         ga: Option<bool>,
+        req: &Parsed<'_>,
     ) -> Vec<SetCookie> {
-        let mut out = vec![own_cookie::write(
-            &self.keys,
-            &self.settings,
-            scope,
-            identity,
-        )];
+        let mut out = own_cookie::write(&self.keys, &self.settings, scope, identity, req);
         if ga.unwrap_or(self.settings.ga_cookie) {
             out.push(evidence::ga_cookie::write(
                 scope,

@@ -24,6 +24,11 @@ pub struct ClientRecord {
     /// every index that names the same person.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub user_keys: Vec<UserKey>,
+    /// Forgeable evidence (GA's cookies or `_gl`, the referrer bridge, a
+    /// raw session id) once named this client: its id is not a secret, so a
+    /// login on it starts a fresh client id instead of linking it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }
 
 /// One client in a user's index.
@@ -55,6 +60,34 @@ pub struct BridgeEntry {
     pub created_at: i64,
     /// Whether the bridge key included a client network prefix.
     pub with_network: bool,
+    /// The hand-off token recorded with it: redeeming the token on a page
+    /// view drops the entry (on a store the two sites share).
+    #[serde(default)]
+    pub token_id: [u8; 16],
+    /// Two different visitors left with the same bridge key within the
+    /// window: nobody is matched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ambiguous: bool,
+}
+
+impl BridgeEntry {
+    /// The marker left under a key that two visitors shared.
+    pub fn ambiguous(created_at: i64) -> Self {
+        Self {
+            identity: Identity {
+                client_id: ClientId::from_parts(1, 0),
+                session_id: 0,
+                session_number: 1,
+                user_id: None,
+                last_seen: created_at,
+            },
+            destinations: Vec::new(),
+            created_at,
+            with_network: true,
+            token_id: [0; 16],
+            ambiguous: true,
+        }
+    }
 }
 
 /// The outcome of claiming one use of a hand-off token.
@@ -129,12 +162,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
     /// Records a hand-off for the referrer bridge under a fingerprint key,
-    /// replacing any entry with the same key.
+    /// and under its token id. When a live entry under the same key names
+    /// another client, the key becomes ambiguous (an entry with
+    /// `ambiguous` set) until `expires_at`: two visitors are never told
+    /// apart by a guess. The same client again replaces its entry.
     fn put_bridge(
         &self,
         key: [u8; 32],
         entry: &BridgeEntry,
         expires_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Drops the bridge entries recorded with token `token_id` (its page
+    /// view arrived with the token: nobody else may take them).
+    fn drop_bridge_of_token(
+        &self,
+        token_id: [u8; 16],
+        now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Removes and returns the live bridge entry under `key`: one hand-off

@@ -96,6 +96,25 @@ return n
 
 /// Erasure on a single Redis, atomically: the user's index, every client
 /// it lists, and every other index those clients name.
+/// Records a bridge entry; a live entry of another client under the same
+/// key makes it ambiguous instead. KEYS[1] bridge key; ARGV: the stamped
+/// entry, its client id, the stamped ambiguous marker, now, expiry.
+const PUT_BRIDGE: &str = r"
+local val = ARGV[1]
+local old = redis.call('GET', KEYS[1])
+if old then
+  local ok, o = pcall(cjson.decode, old)
+  if ok and type(o) == 'table' and tonumber(o.exp or 9e18) > tonumber(ARGV[4]) then
+    local other = type(o.identity) ~= 'table' or o.identity.client_id ~= ARGV[2]
+    if o.ambiguous or other then
+      val = ARGV[3]
+    end
+  end
+end
+redis.call('SET', KEYS[1], val, 'EXAT', ARGV[5])
+return 1
+";
+
 const FORGET: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
 local prefix = ARGV[1]
@@ -385,14 +404,53 @@ impl Store for RedisStore {
         entry: &BridgeEntry,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let _: () = redis::cmd("SET")
-            .arg(format!("{}b:{}", self.prefix, hex::encode(key)))
+        let mut conn = self.conn.clone();
+        let bridge_key = format!("{}b:{}", self.prefix, hex::encode(key));
+        let _: i64 = Script::new(PUT_BRIDGE)
+            .key(&bridge_key)
             .arg(stamp(entry, expires_at))
-            .arg("EXAT")
+            .arg(entry.identity.client_id.to_string())
+            .arg(stamp(&BridgeEntry::ambiguous(entry.created_at), expires_at))
+            .arg(entry.created_at)
             .arg(expires_at)
-            .query_async(&mut self.conn.clone())
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        if entry.token_id != [0; 16] {
+            // token id -> the bridge keys recorded with it (a separate
+            // step: on a cluster the two keys live in different slots).
+            let tkey = format!("{}bt:{}", self.prefix, hex::encode(entry.token_id));
+            let _: () = redis::pipe()
+                .cmd("SADD")
+                .arg(&tkey)
+                .arg(&bridge_key)
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(&tkey)
+                .arg(expires_at)
+                .ignore()
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn drop_bridge_of_token(&self, token_id: [u8; 16], _now: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let tkey = format!("{}bt:{}", self.prefix, hex::encode(token_id));
+        let keys: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&tkey)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        for k in keys.iter().chain(std::iter::once(&tkey)) {
+            let _: () = redis::cmd("DEL")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(())
     }
 

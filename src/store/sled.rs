@@ -134,6 +134,15 @@ fn expiry_key(bucket: u64, kind: u8, key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Where the bridge tree keeps a token's bridge keys (bridge keys are 32
+/// bytes, so the two never collide).
+fn bridge_token_key(token_id: &[u8; 16]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(b't');
+    k.extend_from_slice(token_id);
+    k
+}
+
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(body).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -499,10 +508,21 @@ impl Store for SledStore {
         entry: &BridgeEntry,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let body = seal(&self.sealer.bridge_cipher(&key), &key, &encode(entry));
         let now = entry.created_at;
         {
             let _stripe = self.stripe(&key);
+            let mut entry = std::borrow::Cow::Borrowed(entry);
+            if let Some(old) = self.bridge.get(key).map_err(unavailable)? {
+                let (exp, _, body) = open_envelope(&old)?;
+                if exp > now {
+                    let old: BridgeEntry =
+                        decode(&unseal(&self.sealer.bridge_cipher(&key), &key, body)?)?;
+                    if old.ambiguous || old.identity.client_id != entry.identity.client_id {
+                        entry = std::borrow::Cow::Owned(BridgeEntry::ambiguous(now));
+                    }
+                }
+            }
+            let body = seal(&self.sealer.bridge_cipher(&key), &key, &encode(&*entry));
             put_plain(
                 &self.bridge,
                 &self.expiry,
@@ -512,6 +532,60 @@ impl Store for SledStore {
                 expires_at,
                 now,
             )?;
+        }
+        if entry.token_id != [0; 16] {
+            // token id -> the bridge keys recorded with it (hashes only).
+            let tkey = bridge_token_key(&entry.token_id);
+            let _stripe = self.stripe(&tkey);
+            let mut keys = match self.bridge.get(&tkey).map_err(unavailable)? {
+                Some(old) => {
+                    let (exp, _, body) = open_envelope(&old)?;
+                    if exp > now {
+                        body.to_vec()
+                    } else {
+                        Vec::new()
+                    }
+                }
+                None => Vec::new(),
+            };
+            keys.extend_from_slice(&key);
+            put_plain(
+                &self.bridge,
+                &self.expiry,
+                KIND_BRIDGE,
+                &tkey,
+                &keys,
+                expires_at,
+                now,
+            )?;
+        }
+        self.durable().await
+    }
+
+    async fn drop_bridge_of_token(&self, token_id: [u8; 16], now: i64) -> Result<(), StoreError> {
+        let tkey = bridge_token_key(&token_id);
+        let keys = {
+            let _stripe = self.stripe(&tkey);
+            let Some(old) = self.bridge.remove(&tkey).map_err(unavailable)? else {
+                return Ok(());
+            };
+            let (exp, bucket, body) = open_envelope(&old)?;
+            self.expiry
+                .remove(expiry_key(bucket, KIND_BRIDGE, &tkey))
+                .map_err(unavailable)?;
+            if exp <= now {
+                return Ok(());
+            }
+            body.to_vec()
+        };
+        for key in keys.chunks_exact(32) {
+            let _stripe = self.stripe(key);
+            if let Some(old) = self.bridge.remove(key).map_err(unavailable)? {
+                let (_, bucket, _) = open_envelope(&old)?;
+                self.expiry
+                    .remove(expiry_key(bucket, KIND_BRIDGE, key))
+                    .map_err(unavailable)?;
+            }
         }
         self.durable().await
     }
@@ -625,6 +699,7 @@ mod tests {
         ClientRecord {
             identity: SessionPolicy::default().new_identity(id, now),
             user_keys: vec![],
+            adopted: false,
         }
     }
 
@@ -725,6 +800,8 @@ mod tests {
             destinations: vec!["example.net".into()],
             created_at: 1000,
             with_network: true,
+            token_id: [0; 16],
+            ambiguous: false,
         };
         store.put_bridge(key, &entry, 1060).await.unwrap();
         let mut tasks = Vec::new();

@@ -43,11 +43,11 @@ def main() -> int:
         )
         minted = stub.MintCookie(pb.MintCookieRequest(context=ctx), timeout=10)
         assert minted.method == pb.RESOLUTION_METHOD_NEW, minted
-        own = [c for c in minted.cookies if c.name == "_sbid"]
+        own = [c for c in minted.cookies if c.name in ("__Host-sbid", "__Secure-sbid")]
         assert len(own) == 1 and own[0].http_only and own[0].secure, minted.cookies
-        assert own[0].set_cookie_header.startswith("_sbid="), own[0]
+        assert own[0].set_cookie_header.startswith(own[0].name + "="), own[0]
 
-        ctx.cookie_header = f"other=1; _sbid={own[0].value}"
+        ctx.cookie_header = f"other=1; {own[0].name}={own[0].value}"
         resolved = stub.ResolveSession(pb.ResolveSessionRequest(context=ctx), timeout=10)
         assert resolved.method == pb.RESOLUTION_METHOD_COOKIE, resolved
         assert resolved.identity.client_id == minted.identity.client_id, resolved

@@ -177,7 +177,7 @@ test('the browser stored the cookies with the attributes that were sent', async 
     await page.waitForURL(`${CHECKOUT}/**`);
     const now = Date.now() / 1000;
     const cookies = await context.cookies();
-    const own = cookies.filter((c) => c.name === '_sbid');
+    const own = cookies.filter((c) => c.name === '__Secure-sbid');
     // One identity cookie per site, on the registrable domain: the
     // browser accepted the Domain attribute for both.
     assert.deepEqual(own.map((c) => c.domain).sort(), ['.example.com', '.example.net']);
@@ -192,6 +192,6 @@ test('the browser stored the cookies with the attributes that were sent', async 
       );
     }
     // document.cookie cannot read the identity cookie.
-    assert.equal(await page.evaluate(() => document.cookie.includes('_sbid')), false);
+    assert.equal(await page.evaluate(() => document.cookie.includes('sbid')), false);
   });
 });
