@@ -242,6 +242,16 @@ settings! {
     /// it: it exposes counts, never request data.
     #[arg(value_name = "ADDR")]
     metrics_listen: SocketAddr;
+    /// Allow a non-loopback `metrics_listen` address. The endpoint has no
+    /// TLS and no authentication; expose it only where a network policy
+    /// limits who can scrape.
+    metrics_listen_public: bool = false;
+    /// Address of a health-only gRPC listener (`grpc.health.v1` alone, with
+    /// the "" / service and "liveness" statuses), for the kubelet's probes,
+    /// so that `listen` can stay on loopback beside the backend. Any
+    /// address: it tells nothing but whether the service is serving.
+    #[arg(value_name = "ADDR")]
+    health_listen: SocketAddr;
     /// Which store: `sled` (embedded) or `redis` (shared).
     #[arg(value_enum)]
     store: StoreKind = StoreKind::Sled;
@@ -435,6 +445,14 @@ impl Config {
         }
         if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
             bail!("tls_client_ca (mutual TLS) needs tls_cert and tls_key");
+        }
+        if let Some(m) = self.metrics_listen {
+            if !m.ip().is_loopback() && !self.metrics_listen_public {
+                bail!(
+                    "metrics_listen {m}: refusing to expose metrics beyond loopback without \
+                     --metrics-listen-public true (the endpoint has no TLS or authentication)"
+                );
+            }
         }
         if !self.listen.ip().is_loopback() && !self.insecure_listen && self.tls_cert.is_none() {
             bail!(

@@ -231,9 +231,47 @@ pub fn generate(path: &Path, key_id: &str) -> Result<(), KeyError> {
     write_new(path, &file)
 }
 
-/// Adds a new current key to an existing file; older keys stay listed so
-/// that what they sealed still opens. Returns the new key's id.
+/// Adds a new key to an existing file as the *next* key: every instance
+/// that has the file accepts what it signs, none signs with it yet. Roll
+/// the file out everywhere, then [`promote`] it. Older keys stay listed so
+/// that what they sealed still opens.
 pub fn rotate(path: &Path, key_id: &str) -> Result<(), KeyError> {
+    edit(path, |file| {
+        if !valid_key_id(key_id) || file.keys.iter().any(|k| k.id == key_id) {
+            return Err(format!(
+                "new key id {key_id:?} is invalid or already listed"
+            ));
+        }
+        file.keys.push(KeyEntry {
+            id: key_id.to_string(),
+            secret: B64.encode(random_secret().as_ref()),
+            current: false,
+        });
+        Ok(())
+    })
+}
+
+/// Makes a listed key the current one (the one that signs and seals). Do
+/// it once every instance has the file that lists it.
+pub fn promote(path: &Path, key_id: &str) -> Result<(), KeyError> {
+    edit(path, |file| {
+        if !file.keys.iter().any(|k| k.id == key_id) {
+            let ids: Vec<&str> = file.keys.iter().map(|k| k.id.as_str()).collect();
+            return Err(format!("key id {key_id:?} is not listed (listed: {ids:?})"));
+        }
+        for k in &mut file.keys {
+            k.current = k.id == key_id;
+        }
+        Ok(())
+    })
+}
+
+/// Applies `change` to the key file at `path`, checks the result loads,
+/// and replaces the file atomically.
+fn edit(
+    path: &Path,
+    change: impl FnOnce(&mut KeyFile) -> Result<(), String>,
+) -> Result<(), KeyError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
         path: p.clone(),
@@ -243,20 +281,10 @@ pub fn rotate(path: &Path, key_id: &str) -> Result<(), KeyError> {
         path: p.clone(),
         source,
     })?;
-    if !valid_key_id(key_id) || file.keys.iter().any(|k| k.id == key_id) {
-        return Err(KeyError::Invalid {
-            path: p,
-            problem: format!("new key id {key_id:?} is invalid or already listed"),
-        });
-    }
-    for k in &mut file.keys {
-        k.current = false;
-    }
-    file.keys.push(KeyEntry {
-        id: key_id.to_string(),
-        secret: B64.encode(random_secret().as_ref()),
-        current: true,
-    });
+    change(&mut file).map_err(|problem| KeyError::Invalid {
+        path: p.clone(),
+        problem,
+    })?;
     // Check the result loads before replacing the original.
     Keyring::from_file(
         serde_json::from_str(&serde_json::to_string(&file).expect("serializable"))
@@ -317,6 +345,15 @@ mod tests {
         assert_eq!(ring.current().id, "k1");
         let pepper_before = *ring.user_index;
         rotate(&path, "k2").unwrap();
+        let ring = Keyring::load(&path).unwrap();
+        assert_eq!(
+            ring.current().id,
+            "k1",
+            "a rotated key is next, not current"
+        );
+        assert!(ring.get("k2").is_some(), "but it is accepted");
+        assert!(promote(&path, "k3").is_err());
+        promote(&path, "k2").unwrap();
         let ring = Keyring::load(&path).unwrap();
         assert_eq!(ring.current().id, "k2");
         assert!(ring.get("k1").is_some());

@@ -18,17 +18,22 @@ struct Cli {
 enum Command {
     /// Run the gRPC service.
     Serve(Box<Overrides>),
-    /// Write a new key file (one current key and a pepper), or add a new
-    /// current key to an existing one with --rotate.
+    /// Write a new key file (one current key and a pepper); add a next key
+    /// to an existing one with --rotate; make a listed key current with
+    /// --promote.
     Keygen {
         /// Where to write the key file; an existing file is never overwritten.
-        #[arg(long, value_name = "FILE", required_unless_present = "rotate")]
+        #[arg(long, value_name = "FILE", required_unless_present_any = ["rotate", "promote"])]
         out: Option<PathBuf>,
-        /// Add a new current key to this existing key file; older keys stay
-        /// listed so tokens and cookies they signed still verify.
-        #[arg(long, value_name = "FILE", conflicts_with = "out")]
+        /// Add a new *next* key to this key file: accepted everywhere the
+        /// file is, signing nowhere yet. Roll the file out, then --promote.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["out", "promote"])]
         rotate: Option<PathBuf>,
-        /// The new key's id [default: k<unix seconds>].
+        /// Make the key --key-id of this key file the current one (it signs
+        /// and seals from then on); older keys stay listed and still verify.
+        #[arg(long, value_name = "FILE", conflicts_with = "out", requires = "key_id")]
+        promote: Option<PathBuf>,
+        /// The new key's id [default: k<unix seconds>], or the key to promote.
         #[arg(long)]
         key_id: Option<String>,
     },
@@ -54,8 +59,12 @@ fn main() -> ExitCode {
         Command::Keygen {
             out,
             rotate,
+            promote,
             key_id,
-        } => keygen(out, rotate, key_id),
+        } => match promote {
+            Some(path) => promote_key(&path, key_id.as_deref().unwrap_or_default()),
+            None => keygen(out, rotate, key_id),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -77,6 +86,15 @@ fn serve(overrides: Overrides) -> anyhow::Result<()> {
     runtime.block_on(sessionbridge::server::run(cfg, std::future::pending()))
 }
 
+fn promote_key(path: &std::path::Path, key_id: &str) -> anyhow::Result<()> {
+    sessionbridge::keys::promote(path, key_id)?;
+    eprintln!(
+        "key {key_id:?} of {} is now current; roll the file out",
+        path.display()
+    );
+    Ok(())
+}
+
 fn keygen(
     out: Option<PathBuf>,
     rotate: Option<PathBuf>,
@@ -87,7 +105,9 @@ fn keygen(
         (_, Some(path)) => {
             sessionbridge::keys::rotate(&path, &key_id)?;
             eprintln!(
-                "added key {key_id:?} to {} and made it current",
+                "added key {key_id:?} to {} as the next key: roll the file out to every \
+                 sidecar, then `sessionbridge keygen --promote {} --key-id {key_id}`",
+                path.display(),
                 path.display()
             );
         }

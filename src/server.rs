@@ -160,6 +160,27 @@ async fn serve<S: Store + Clone>(
     if let Some(tls) = tls_config(&cfg)? {
         builder = builder.tls_config(tls).context("TLS configuration")?;
     }
+    // The kubelet's probes on a listener of their own: health alone, so the
+    // identity API can stay on loopback beside the backend.
+    let health_only = match cfg.health_listen {
+        Some(health_addr) => {
+            let listener = TcpListener::bind(health_addr)
+                .await
+                .with_context(|| format!("cannot listen on {health_addr} (health_listen)"))?;
+            tracing::info!(health_addr = %listener.local_addr()?, "health probes");
+            let mut stop = shutdown.clone();
+            Some(tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(health_service.clone())
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(listener)
+                            .with_nodelay(Some(true)),
+                        async move { stop.wait().await },
+                    ),
+            ))
+        }
+        None => None,
+    };
     let server = builder
         .timeout(Duration::from_millis(cfg.request_timeout_ms))
         .add_service(health_service)
@@ -214,6 +235,10 @@ async fn serve<S: Store + Clone>(
     }
     sweeper.abort();
     watcher.abort();
+    if let Some(h) = health_only {
+        h.abort();
+        let _ = h.await;
+    }
     // Wait for both to be gone, so nothing holds the store once run ends
     // (a restart in the same process reopens the directory).
     let _ = sweeper.await;

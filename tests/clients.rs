@@ -194,6 +194,7 @@ async fn helm_chart_renders_and_its_configuration_runs() {
     let token = "chart-rendered-token-0123456789";
     std::fs::write(dir.path().join("token"), token).unwrap();
     let metrics_port = common::free_port();
+    let health_port = common::free_port();
     let toml = std::fs::read_to_string(out_dir.path().join("sessionbridge.toml"))
         .unwrap()
         .replace("/etc/sessionbridge/keys/keys.json", keys.to_str().unwrap())
@@ -205,9 +206,14 @@ async fn helm_chart_renders_and_its_configuration_runs() {
             "/var/lib/sessionbridge",
             dir.path().join("data").to_str().unwrap(),
         )
-        .replace("0.0.0.0:9464", &format!("127.0.0.1:{metrics_port}"));
+        .replace("0.0.0.0:9464", &format!("127.0.0.1:{metrics_port}"))
+        .replace("0.0.0.0:50052", &format!("127.0.0.1:{health_port}"));
+    // Sidecar mode: the identity API on loopback, probes on their own port.
     assert!(
-        toml.contains("insecure_listen = true") && toml.contains("auth_token_file"),
+        toml.contains("listen = \"127.0.0.1:50051\"")
+            && !toml.contains("insecure_listen")
+            && toml.contains("auth_token_file")
+            && toml.contains(&format!("health_listen = \"127.0.0.1:{health_port}\"")),
         "{toml}"
     );
     let config = dir.path().join("sessionbridge.toml");
@@ -225,7 +231,14 @@ async fn helm_chart_renders_and_its_configuration_runs() {
     );
 
     let channel = server.channel().await;
-    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+    // The kubelet's probes, on the health-only listener.
+    let probe_channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{health_port}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("health listener");
+    let health = tonic_health::pb::health_client::HealthClient::new(probe_channel.clone())
         .check(tonic_health::pb::HealthCheckRequest {
             service: String::new(),
         })
@@ -234,7 +247,7 @@ async fn helm_chart_renders_and_its_configuration_runs() {
         .into_inner();
     assert_eq!(health.status, 1, "SERVING");
     // The liveness probe's service, as the chart renders it.
-    let live = tonic_health::pb::health_client::HealthClient::new(server.channel().await)
+    let live = tonic_health::pb::health_client::HealthClient::new(probe_channel.clone())
         .check(tonic_health::pb::HealthCheckRequest {
             service: "liveness".into(),
         })
@@ -242,6 +255,17 @@ async fn helm_chart_renders_and_its_configuration_runs() {
         .unwrap()
         .into_inner();
     assert_eq!(live.status, 1, "liveness SERVING");
+    // The health listener serves nothing else.
+    let err = sessionbridge::pb::session_bridge_service_client::SessionBridgeServiceClient::new(
+        probe_channel,
+    )
+    .resolve_session(sessionbridge::pb::ResolveSessionRequest {
+        context: Some(common::ctx("www.example.com", "")),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
     let mut c =
         sessionbridge::pb::session_bridge_service_client::SessionBridgeServiceClient::new(channel);
     let mut req = tonic::Request::new(sessionbridge::pb::ResolveSessionRequest {

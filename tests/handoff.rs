@@ -279,7 +279,33 @@ async fn keys_rotate_without_breaking_tokens_in_flight() {
         .into_inner();
     let rotated = dir.path().join("rotated.json");
     std::fs::copy(&old, &rotated).unwrap();
+    // Step 1 of a rolling rotation: the new key is only *next*. A sidecar
+    // already given the file seals with the old key still, so what it
+    // seals opens on sidecars not yet updated.
     sessionbridge::keys::rotate(&rotated, "test2").unwrap();
+    let next = InProc::start(
+        &dir.path().join("next"),
+        &["--keys", rotated.to_str().unwrap()],
+    )
+    .await;
+    let during = next
+        .client()
+        .await
+        .record_handoff(handoff(
+            ctx("www.example.com", ""),
+            "https://checkout.example.net/",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = resolve(
+        &mut a.client().await,
+        arrive("checkout.example.net", &during.decorated_url),
+    )
+    .await;
+    assert_eq!(r.method(), ResolutionMethod::HandoffToken, "mid-rollout");
+    // Step 2, once every sidecar has the file: promote.
+    sessionbridge::keys::promote(&rotated, "test2").unwrap();
     let b = InProc::start(
         &dir.path().join("b"),
         &["--keys", rotated.to_str().unwrap()],

@@ -88,6 +88,14 @@ def main() -> int:
             assert not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"], sc
             assert "grpc" in c["readinessProbe"], c["readinessProbe"]
             assert c["livenessProbe"]["grpc"]["service"] == "liveness", c["livenessProbe"]
+            # Probes go to the health-only listener; the API stays on loopback.
+            health = next(p["containerPort"] for p in c["ports"] if p["name"] == "health")
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                assert c[probe]["grpc"]["port"] == health, c[probe]
+            cm = next(d for d in docs if d["kind"] == "ConfigMap")
+            toml = cm["data"]["sessionbridge.toml"]
+            assert 'listen = "127.0.0.1:' in toml and "insecure_listen" not in toml, toml
+            assert f'health_listen = "0.0.0.0:{health}"' in toml, toml
             with open(os.path.join(out_dir, "args.txt"), "w") as f:
                 f.write("\n".join(c["args"]))
         print(f"{mode}: {len(docs)} manifests ok ({', '.join(kinds)})")

@@ -54,6 +54,8 @@ Your backend reaches it at 127.0.0.1:<grpc.port>.
   ports:
     - name: grpc
       containerPort: {{ .Values.grpc.port }}
+    - name: health
+      containerPort: {{ .Values.health.port }}
     {{- if .Values.metrics.enabled }}
     - name: metrics
       containerPort: {{ .Values.metrics.port }}
@@ -64,20 +66,20 @@ Your backend reaches it at 127.0.0.1:<grpc.port>.
   # healthy pods.
   readinessProbe:
     grpc:
-      port: {{ .Values.grpc.port }}
+      port: {{ .Values.health.port }}
     periodSeconds: 5
   # Opening a large embedded store replays its log (17 s for ten million
   # identities, docs/performance.md): the startup probe gives it up to ten
   # minutes before liveness counts.
   startupProbe:
     grpc:
-      port: {{ .Values.grpc.port }}
+      port: {{ .Values.health.port }}
       service: liveness
     periodSeconds: 5
     failureThreshold: 120
   livenessProbe:
     grpc:
-      port: {{ .Values.grpc.port }}
+      port: {{ .Values.health.port }}
       service: liveness
     periodSeconds: 10
     failureThreshold: 6
