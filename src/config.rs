@@ -353,6 +353,13 @@ settings! {
     /// request may ask for. At least the token's own lifetime; at most 45
     /// days.
     handoff_passive_ttl_secs: u32 = 86_400;
+    /// Sites outside `allowed_domains` that RecordHandoff may send a
+    /// visitor (and a token, and GA ids) to, each admitting its subdomains:
+    /// payment providers, a hosted store (comma-separated on the command
+    /// line and in the environment). With `allowed_domains` empty
+    /// (development), every destination is allowed.
+    #[arg(value_delimiter = ',', value_name = "DOMAINS")]
+    handoff_destinations: Vec<String> = Vec::new();
     /// How long a recorded hand-off waits for a parameterless arrival (the
     /// referrer bridge), in seconds; 0 turns the bridge off.
     bridge_window_secs: u32 = 60;
@@ -373,6 +380,8 @@ pub struct Checked {
     pub allowed_domains: AllowedDomains,
     /// `session_id_param_referrers`, parsed.
     pub session_id_param_referrers: AllowedDomains,
+    /// `handoff_destinations`, parsed.
+    pub handoff_destinations: AllowedDomains,
 }
 
 impl Overrides {
@@ -509,9 +518,12 @@ impl Config {
                 self.handoff_max_uses
             );
         }
+        let handoff_destinations = AllowedDomains::new(self.handoff_destinations.clone())
+            .map_err(|e| anyhow::anyhow!("handoff_destinations: {e}"))?;
         Ok(Checked {
             allowed_domains,
             session_id_param_referrers,
+            handoff_destinations,
         })
     }
 

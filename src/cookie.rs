@@ -86,6 +86,15 @@ impl AllowedDomains {
         self.is_open() || self.0.iter().any(|e| covers(e, host))
     }
 
+    /// The configured entry that covers `host` (the longest), if any.
+    pub fn entry_for(&self, host: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .filter(|e| covers(e, host))
+            .max_by_key(|e| e.len())
+            .map(String::as_str)
+    }
+
     /// The scope for a cookie set on a response from `host`: the registrable
     /// domain (from the public suffix list) when the allowlist covers it,
     /// otherwise host-only. Never a public suffix, never an IP.

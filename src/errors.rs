@@ -29,6 +29,7 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub mod reason {
     pub const INVALID_FIELD: &str = "INVALID_FIELD";
     pub const HOST_NOT_ALLOWED: &str = "HOST_NOT_ALLOWED";
+    pub const DESTINATION_NOT_ALLOWED: &str = "DESTINATION_NOT_ALLOWED";
     pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
     pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
@@ -60,6 +61,11 @@ pub fn invalid_argument(violations: Vec<(String, String)>) -> Status {
         .any(|(f, d)| f == "context.host" && d.contains("allowed_domains"))
     {
         reason::HOST_NOT_ALLOWED
+    } else if violations
+        .iter()
+        .any(|(_, d)| d.contains("handoff_destinations"))
+    {
+        reason::DESTINATION_NOT_ALLOWED
     } else {
         reason::INVALID_FIELD
     };

@@ -97,6 +97,22 @@ fn check<S>(service: &Service<S>, input: &HandoffInput) -> Result<Limits, Servic
         .host_str()
         .unwrap_or_default()
         .to_ascii_lowercase();
+    // A token (and the GA ids of a `_gl`) go only to the operator's own
+    // sites and the external destinations it configured.
+    let allowed_destination = |host: &str| {
+        s.allowed.is_open() || s.allowed.allows(host) || {
+            !s.handoff_destinations.is_open() && s.handoff_destinations.allows(host)
+        }
+    };
+    if !allowed_destination(&dest_host) {
+        bad.push(FieldViolation::new(
+            "destination_url",
+            format!(
+                "{dest_host:?} is neither in allowed_domains nor in handoff_destinations: \
+                 add the payment provider or store to handoff_destinations"
+            ),
+        ));
+    }
     let mut audience = vec![dest_host];
     if input.extra_audience.len() >= token::MAX_AUDIENCE {
         bad.push(FieldViolation::new(
@@ -107,7 +123,12 @@ fn check<S>(service: &Service<S>, input: &HandoffInput) -> Result<Limits, Servic
     for (i, h) in input.extra_audience.iter().enumerate() {
         match crate::context::parse_host(h) {
             Ok((host, _)) if h.len() <= 253 => {
-                if !audience.contains(&host) {
+                if !allowed_destination(&host) {
+                    bad.push(FieldViolation::new(
+                        format!("extra_audience[{i}]"),
+                        "is neither in allowed_domains nor in handoff_destinations",
+                    ));
+                } else if !audience.contains(&host) {
                     audience.push(host);
                 }
             }

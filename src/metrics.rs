@@ -58,7 +58,9 @@ pub fn rpc(name: &'static str, code: tonic::Code, started: Instant) {
 }
 
 /// The `source` label: where the visitor came from, bounded to the
-/// operator's own domains.
+/// operator's own domains. A configured entry names the label, never the
+/// referring host itself, so an entry that is a public suffix (`github.io`)
+/// still makes one label, not one per site under it.
 pub fn source_label(allowed: &AllowedDomains, host: &str, referer_host: Option<&str>) -> String {
     let Some(referer) = referer_host.map(str::to_ascii_lowercase) else {
         return "none".into();
@@ -66,11 +68,11 @@ pub fn source_label(allowed: &AllowedDomains, host: &str, referer_host: Option<&
     let site = |h: &str| psl::domain_str(h).unwrap_or(h).to_string();
     let (from, here) = (site(&referer), site(host));
     if from == here {
-        "self".into()
-    } else if !allowed.is_open() && allowed.allows(&from) {
-        from
-    } else {
-        "external".into()
+        return "self".into();
+    }
+    match allowed.entry_for(&referer) {
+        Some(entry) => entry.to_string(),
+        None => "external".into(),
     }
 }
 
@@ -130,5 +132,27 @@ fn reason_label(r: Rejection) -> &'static str {
         Rejection::LinkedToUser => "linked_to_user",
         Rejection::Conflict => "conflict",
         Rejection::FromTheFuture => "from_the_future",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_labels_are_bounded_by_the_configuration() {
+        let allowed =
+            AllowedDomains::new(["example.com".to_string(), "github.io".to_string()]).unwrap();
+        let label = |r: &str| source_label(&allowed, "www.example.com", Some(r));
+        assert_eq!(label("https://shop.example.com"[8..].as_ref()), "self");
+        assert_eq!(label("alice.github.io"), "github.io");
+        assert_eq!(label("bob.github.io"), "github.io");
+        assert_eq!(label("evil.example"), "external");
+        assert_eq!(source_label(&allowed, "www.example.com", None), "none");
+        let open = AllowedDomains::default();
+        assert_eq!(
+            source_label(&open, "a.example", Some("b.example")),
+            "external"
+        );
     }
 }

@@ -34,6 +34,8 @@ pub struct Settings {
     pub session_id_param: String,
     /// Referrers a raw session id is accepted from; empty: feature off.
     pub session_id_referrers: AllowedDomains,
+    /// External sites hand-offs may go to, beside `allowed`.
+    pub handoff_destinations: AllowedDomains,
 }
 
 impl Settings {
@@ -60,6 +62,7 @@ impl Settings {
             bridge_window_secs: cfg.bridge_window_secs,
             session_id_param: cfg.session_id_param.clone(),
             session_id_referrers: checked.session_id_param_referrers,
+            handoff_destinations: checked.handoff_destinations,
         })
     }
 }

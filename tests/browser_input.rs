@@ -352,7 +352,11 @@ async fn caller_bugs_are_invalid_argument(flags: &[&str]) {
         })
         .await
         .unwrap_err();
-    assert_eq!(bad_fields(&err), ["ttl_seconds", "passive_ttl_seconds"]);
+    assert_eq!(
+        bad_fields(&err),
+        ["ttl_seconds", "passive_ttl_seconds", "destination_url"],
+        "pay.example.net is in neither allowed_domains nor handoff_destinations"
+    );
     let err = c
         .lookup_by_user(pb::LookupByUserRequest::default())
         .await
