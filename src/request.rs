@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use url::form_urlencoded;
+
 use crate::context::RequestContext;
 
 /// A checked request context with its headers parsed.
@@ -11,7 +13,8 @@ use crate::context::RequestContext;
 pub struct Parsed<'a> {
     pub ctx: &'a RequestContext,
     cookies: Vec<(&'a str, &'a str)>,
-    query: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// (name, value, the value as it was in the URL).
+    query: Vec<(Cow<'a, str>, Cow<'a, str>, &'a str)>,
 }
 
 impl<'a> Parsed<'a> {
@@ -21,7 +24,16 @@ impl<'a> Parsed<'a> {
         let query = match &ctx.url {
             Some(u) if u.query().is_some() => {
                 counts::query();
-                u.query_pairs().collect()
+                // As `Url::query_pairs`, keeping each value's raw text too.
+                u.query()
+                    .unwrap_or_default()
+                    .split('&')
+                    .filter_map(|pair| {
+                        let (name, value) = form_urlencoded::parse(pair.as_bytes()).next()?;
+                        let raw = pair.split_once('=').map_or("", |(_, v)| v);
+                        Some((name, value, raw))
+                    })
+                    .collect()
             }
             _ => Vec::new(),
         };
@@ -49,8 +61,18 @@ impl<'a> Parsed<'a> {
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_ref())
+            .find(|(k, _, _)| k == name)
+            .map(|(_, v, _)| v.as_ref())
+    }
+
+    /// The value of the first query parameter called `name` as it was in
+    /// the URL, not percent-decoded (a reader that must see what the
+    /// browser's script sees).
+    pub fn raw_param(&self, name: &str) -> Option<&'a str> {
+        self.query
+            .iter()
+            .find(|(k, _, _)| k == name)
+            .map(|(_, _, raw)| *raw)
     }
 
     /// The Referer's host name, if the Referer was usable.
