@@ -81,6 +81,37 @@ impl<'a> Parsed<'a> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::RawContext;
+    use crate::identity::Consent;
+
+    #[test]
+    fn each_parameter_is_kept_decoded_and_as_written() {
+        let ctx = RawContext {
+            host: "a.example",
+            url: "https://a.example/p?x=1&_g%6C=1%2Aab%2Bc+d&_gl=second&e=&f",
+            scheme: "",
+            referer: "",
+            user_agent: "",
+            cookie_header: "",
+            client_ip: "",
+            accept_language: "",
+            consent: None,
+        }
+        .check("context.", Consent::Granted)
+        .unwrap();
+        let req = Parsed::new(&ctx);
+        assert_eq!(req.param("_gl"), Some("1*ab+c d"), "the first, decoded");
+        assert_eq!(req.raw_param("_gl"), Some("1%2Aab%2Bc+d"), "as written");
+        assert_eq!(req.param("x"), Some("1"));
+        assert_eq!((req.param("e"), req.raw_param("e")), (Some(""), Some("")));
+        assert_eq!((req.param("f"), req.raw_param("f")), (Some(""), Some("")));
+        assert_eq!(req.raw_param("missing"), None);
+    }
+}
+
 /// Parse counters, per thread, kept by test builds only: a unit test shows
 /// that one call parses the Cookie header and the query once each.
 pub mod counts {
