@@ -357,14 +357,16 @@ impl Shift {
 /// The search for the time-zone offset and minute a checksum was written
 /// at. The checksummed text is A‖B‖S: A = `<UA>*<tz>*<language>*` (one per
 /// offset), B = `<minute>*` (one per minute), S = the payload (fixed).
-/// Its CRC is shift_{|B|+|S|}(CRC(A)) ^ shift_|S|(CRC(B)) ^ CRC(S), so a
-/// match needs, per offset, one short CRC and one shift, and per minute
-/// the same: about 135 short CRCs for 105 offsets and 30 minutes, where
-/// hashing every combination whole would take 3,150 full CRCs.
+/// Its CRC is shift_{|B|+|S|}(CRC(A)) ^ shift_|S|(CRC(B)) ^ CRC(S). The
+/// User-Agent is hashed once; the payload's CRC and shift_|S| (33 CRCs of
+/// |S| zero bytes) once per read; then each offset costs one short CRC and
+/// two shifts, each minute one short CRC and one shift, and each candidate
+/// a comparison. For 105 offsets and 30 minutes that is about 170 short
+/// CRCs and 34 long ones, where hashing every combination whole would take
+/// 3,150 long ones.
 struct Search {
     /// CRC(A) for each offset.
     per_offset: Vec<(i32, u32)>,
-    payload_len: usize,
     payload_crc: u32,
     shift_payload: Shift,
 }
@@ -385,7 +387,6 @@ impl Search {
             .collect();
         Search {
             per_offset,
-            payload_len: payload.len(),
             payload_crc: crc32fast::hash(payload),
             shift_payload: Shift::by(payload.len()),
         }
@@ -397,14 +398,15 @@ impl Search {
         let mut shifted: Option<(usize, Vec<u32>)> = None;
         for minute in minutes {
             let b = format!("{minute}*");
-            // shift_{|B|+|S|}(CRC(A)) for every offset, recomputed only if
-            // a minute has another number of digits.
+            // shift_{|B|+|S|}(CRC(A)) = shift_|S|(shift_|B|(CRC(A))) for
+            // every offset, recomputed only if a minute has another number
+            // of digits.
             if shifted.as_ref().is_none_or(|(len, _)| *len != b.len()) {
-                let shift = Shift::by(b.len() + self.payload_len);
+                let shift_minute = Shift::by(b.len());
                 let values = self
                     .per_offset
                     .iter()
-                    .map(|&(_, c)| shift.apply(c))
+                    .map(|&(_, c)| self.shift_payload.apply(shift_minute.apply(c)))
                     .collect();
                 shifted = Some((b.len(), values));
             }
