@@ -54,7 +54,7 @@ struct Limits {
 }
 
 /// How far the visitor's clock may be from the server's.
-const MAX_CLIENT_CLOCK_SKEW_MS: i64 = 86_400_000;
+const MAX_CLIENT_CLOCK_SKEW_MS: u64 = 86_400_000;
 
 fn check<S>(service: &Service<S>, input: &HandoffInput, now: i64) -> Result<Limits, ServiceError> {
     let s = &service.settings;
@@ -133,9 +133,10 @@ fn check<S>(service: &Service<S>, input: &HandoffInput, now: i64) -> Result<Limi
             "must be a time-zone offset in minutes, -840 to 720",
         ));
     }
-    if input.ga_linker_client_time_ms.is_some_and(|ms| {
-        ms.saturating_sub(now.saturating_mul(1000)).abs() > MAX_CLIENT_CLOCK_SKEW_MS
-    }) {
+    if input
+        .ga_linker_client_time_ms
+        .is_some_and(|ms| ms.abs_diff(now.saturating_mul(1000)) > MAX_CLIENT_CLOCK_SKEW_MS)
+    {
         bad.push(FieldViolation::new(
             "ga_linker_client_time_ms",
             "must be the visitor's Date.now() in milliseconds, within a day of the server's clock",

@@ -478,6 +478,8 @@ async fn record_handoff_writes_a_gl_the_destination_reads() {
             "ga_linker_client_time_ms",
         ),
         (0, Some(now), "ga_linker_client_time_ms"),
+        (0, Some(i64::MIN), "ga_linker_client_time_ms"),
+        (0, Some(i64::MAX), "ga_linker_client_time_ms"),
     ] {
         let err = a
             .client()
