@@ -322,97 +322,125 @@ pub fn checksum(
     base36(crc(user_agent, tz_offset, language, minute, serialized))
 }
 
-/// What appending `n` zero bytes does to a finished CRC-32, as a linear map
-/// (its image of each bit). With it, CRC(A‖B) = shift_|B|(CRC(A)) ^ CRC(B),
-/// so the CRC of a long part that never changes is computed once.
-struct Shift([u32; 32]);
-
-impl Shift {
-    fn by(n: usize) -> Self {
-        const ZEROS: [u8; 256] = [0; 256];
-        let after_zeros = |init: u32| {
-            let mut h = crc32fast::Hasher::new_with_initial(init);
-            let mut left = n;
-            while left > 0 {
-                let k = left.min(ZEROS.len());
-                h.update(&ZEROS[..k]);
-                left -= k;
-            }
-            h.finalize()
-        };
-        let base = after_zeros(0);
-        Shift(std::array::from_fn(|bit| after_zeros(1 << bit) ^ base))
-    }
-
-    fn apply(&self, mut v: u32) -> u32 {
-        let mut out = 0;
-        while v != 0 {
-            out ^= self.0[v.trailing_zeros() as usize];
-            v &= v - 1;
+/// The CRC-32 table (reflected polynomial 0xEDB88320), to step a CRC over
+/// zero bytes, forwards and backwards.
+const TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut n = 0;
+    while n < 256 {
+        let mut c = n as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            c = if c & 1 == 1 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            bit += 1;
         }
-        out
+        table[n] = c;
+        n += 1;
     }
+    table
+};
+
+/// Each table entry's index by its top byte: the top bytes are all
+/// distinct, which is what makes a step over a zero byte reversible.
+const BY_TOP_BYTE: [u8; 256] = {
+    let mut index = [0u8; 256];
+    let mut n = 0;
+    while n < 256 {
+        index[(TABLE[n] >> 24) as usize] = n as u8;
+        n += 1;
+    }
+    index
+};
+
+/// What appending `n` zero bytes does to a finished CRC-32. It is linear
+/// (the initial and final inversions cancel out), so
+/// CRC(X‖Y) = append_zeros(CRC(X), |Y|) ^ CRC(Y).
+fn append_zeros(mut crc: u32, n: usize) -> u32 {
+    for _ in 0..n {
+        crc = (crc >> 8) ^ TABLE[(crc & 0xff) as usize];
+    }
+    crc
 }
+
+/// The inverse of [`append_zeros`]: the CRC that `n` zero bytes turn into
+/// `crc`.
+fn remove_zeros(mut crc: u32, n: usize) -> u32 {
+    for _ in 0..n {
+        let low = BY_TOP_BYTE[(crc >> 24) as usize];
+        crc = ((crc ^ TABLE[usize::from(low)]) << 8) | u32::from(low);
+    }
+    crc
+}
+
+/// `*<offset>*` for every time-zone offset, made once.
+static OFFSET_TEXTS: std::sync::LazyLock<Vec<(i32, String)>> =
+    std::sync::LazyLock::new(|| offsets().map(|tz| (tz, format!("*{tz}*"))).collect());
 
 /// The search for the time-zone offset and minute a checksum was written
 /// at. The checksummed text is A‖B‖S: A = `<UA>*<tz>*<language>*` (one per
 /// offset), B = `<minute>*` (one per minute), S = the payload (fixed).
-/// Its CRC is shift_{|B|+|S|}(CRC(A)) ^ shift_|S|(CRC(B)) ^ CRC(S). The
-/// User-Agent is hashed once; the payload's CRC and shift_|S| (33 CRCs of
-/// |S| zero bytes) once per read; then each offset costs one short CRC and
-/// two shifts, each minute one short CRC and one shift, and each candidate
-/// a comparison. For 105 offsets and 30 minutes that is about 170 short
-/// CRCs and 34 long ones, where hashing every combination whole would take
-/// 3,150 long ones.
+/// Because CRC(A‖B‖S) = Z_|S|(Z_|B|(CRC(A)) ^ CRC(B)) ^ CRC(S), where Z_n
+/// appends n zero bytes and can be undone, a checksum T matches where
+/// Z_|B|(CRC(A)) = Z⁻¹_|S|(T ^ CRC(S)) ^ CRC(B). The User-Agent and the
+/// payload are hashed once, each offset and each minute costs one short
+/// CRC, and each (offset, minute) pair a comparison: for 105 offsets and 30
+/// minutes about 135 short CRCs, where hashing every combination whole
+/// would take 3,150 over the whole text.
 struct Search {
     /// CRC(A) for each offset.
     per_offset: Vec<(i32, u32)>,
+    payload_len: usize,
     payload_crc: u32,
-    shift_payload: Shift,
 }
 
 impl Search {
     fn new(user_agent: &str, language: &str, payload: &[u8]) -> Self {
         let mut ua = crc32fast::Hasher::new();
         ua.update(&units(user_agent));
-        let language = units(language);
-        let per_offset = offsets()
-            .map(|tz| {
+        let mut tail = units(language).into_owned();
+        tail.push(b'*');
+        let per_offset = OFFSET_TEXTS
+            .iter()
+            .map(|(tz, text)| {
                 let mut h = ua.clone();
-                h.update(format!("*{tz}*").as_bytes());
-                h.update(&language);
-                h.update(b"*");
-                (tz, h.finalize())
+                h.update(text.as_bytes());
+                h.update(&tail);
+                (*tz, h.finalize())
             })
             .collect();
         Search {
             per_offset,
+            payload_len: payload.len(),
             payload_crc: crc32fast::hash(payload),
-            shift_payload: Shift::by(payload.len()),
         }
     }
 
     /// The first of `minutes` (with an offset) at which `target` is the
     /// CRC.
     fn find(&self, target: u32, minutes: impl Iterator<Item = i64>) -> Option<(i32, i64)> {
+        let wanted = remove_zeros(target ^ self.payload_crc, self.payload_len);
+        // Z_|B|(CRC(A)) for every offset, recomputed only if a minute has
+        // another number of digits.
         let mut shifted: Option<(usize, Vec<u32>)> = None;
+        let mut b = String::new();
         for minute in minutes {
-            let b = format!("{minute}*");
-            // shift_{|B|+|S|}(CRC(A)) = shift_|S|(shift_|B|(CRC(A))) for
-            // every offset, recomputed only if a minute has another number
-            // of digits.
+            b.clear();
+            b.push_str(&minute.to_string());
+            b.push('*');
             if shifted.as_ref().is_none_or(|(len, _)| *len != b.len()) {
-                let shift_minute = Shift::by(b.len());
                 let values = self
                     .per_offset
                     .iter()
-                    .map(|&(_, c)| self.shift_payload.apply(shift_minute.apply(c)))
+                    .map(|&(_, c)| append_zeros(c, b.len()))
                     .collect();
                 shifted = Some((b.len(), values));
             }
             let (_, values) = shifted.as_ref().expect("just computed");
-            let want =
-                target ^ self.payload_crc ^ self.shift_payload.apply(crc32fast::hash(b.as_bytes()));
+            let want = wanted ^ crc32fast::hash(b.as_bytes());
             if let Some(i) = values.iter().position(|&v| v == want) {
                 return Some((self.per_offset[i].0, minute));
             }

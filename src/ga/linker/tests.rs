@@ -388,6 +388,28 @@ fn the_search_finds_what_hashing_every_combination_finds() {
 }
 
 #[test]
+fn zero_bytes_appended_and_removed() {
+    for top in 0..=255u8 {
+        assert_eq!(
+            TABLE[usize::from(BY_TOP_BYTE[usize::from(top)])] >> 24,
+            u32::from(top)
+        );
+    }
+    let (x, y) = (
+        b"Mozilla/5.0*420*en-US*".as_slice(),
+        b"25555491*key1*dmFsdWUx".as_slice(),
+    );
+    let whole = crc32fast::hash(&[x, y].concat());
+    assert_eq!(
+        append_zeros(crc32fast::hash(x), y.len()) ^ crc32fast::hash(y),
+        whole
+    );
+    for n in [0, 1, 9, 300] {
+        assert_eq!(remove_zeros(append_zeros(whole, n), n), whole, "{n}");
+    }
+}
+
+#[test]
 fn base36_matches_javascript() {
     // (4294967295).toString(36) and (0).toString(36) in JavaScript.
     assert_eq!(base36(u32::MAX), "1z141z3");
