@@ -125,8 +125,17 @@ impl Payload {
         if fields.len() % 2 != 0 {
             return None;
         }
+        // A key seen again keeps its first place and takes the new value.
+        let mut seen = std::collections::HashMap::with_capacity(fields.len() / 2);
         for pair in fields.chunks_exact(2) {
-            out.set(pair[0], decode_value(pair[1])?);
+            let value = decode_value(pair[1])?;
+            match seen.get(pair[0]) {
+                Some(&i) => out.0[i] = (pair[0].to_string(), value),
+                None => {
+                    seen.insert(pair[0], out.0.len());
+                    out.0.push((pair[0].to_string(), value));
+                }
+            }
         }
         Some(out)
     }

@@ -136,6 +136,13 @@ fn where_gtag_and_amp_differ_gtag_is_followed() {
     let v = read("1*15qclke*~key1*123", UA, LANG, NOW).unwrap();
     assert_eq!(v.payload.pairs(), [("~key1".to_string(), vec![0xd7, 0x6d])]);
 
+    // A key given twice keeps its first place and its last value, as in a
+    // JavaScript object.
+    let twice = "a*QQ..*b*Qg..*a*Qw..";
+    let sum = checksum(UA, TZ, LANG, MINUTE, twice);
+    let v = read(&format!("1*{sum}*{twice}"), UA, LANG, NOW).unwrap();
+    assert_eq!(v.payload.serialize(), "a*Qw..*b*Qg..");
+
     // An empty payload has a checksum of its own; gtag.js reads it as {}.
     assert_eq!(checksum(UA, TZ, LANG, MINUTE, ""), "1gpym07");
     let v = read("1*1gpym07*", UA, LANG, NOW).unwrap();
