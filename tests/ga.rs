@@ -397,7 +397,8 @@ async fn a_link_is_good_for_three_minutes_then_expires() {
 async fn record_handoff_writes_a_gl_the_destination_reads() {
     let dir = tempfile::tempdir().unwrap();
     let a = InProc::start(&dir.path().join("a"), &[]).await;
-    let b = InProc::start(&dir.path().join("b"), &[]).await;
+    // Another deployment, on the same time.
+    let b = InProc::start_on(&dir.path().join("b"), &[], a.clock.clone()).await;
     let mut source = ctx("www.brand.example", "");
     source.accept_language = "fr-CA,fr;q=0.8".into();
     let now = settled_now(&a);
@@ -437,7 +438,7 @@ async fn record_handoff_writes_a_gl_the_destination_reads() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(r.method(), ResolutionMethod::GaLinker);
+    assert_eq!(r.method(), ResolutionMethod::GaLinker, "{:?}", r.rejected);
     // Both development keys are called "dev": same id, other secret.
     assert_eq!(
         r.rejected[0].reason(),
