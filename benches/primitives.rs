@@ -2,6 +2,10 @@
 //! cookie, parsing a realistic Cookie header, sealing and opening a
 //! hand-off token, and checking a request context.
 //!
+//! The `_gl` linker check: a link gtag.js wrote a minute ago in UTC-5
+//! (accepted), and the same link from another browser (refused after every
+//! time-zone offset and minute is tried).
+//!
 //! Then the resolution logic itself (`Service::resolve`, no gRPC) on a real
 //! sled store in a temporary directory: a returning visitor's cookie hit
 //! and a first visit that writes a record.
@@ -12,6 +16,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use sessionbridge::config::Config;
 use sessionbridge::context::RawContext;
 use sessionbridge::cookie::{self, CookieScope};
+use sessionbridge::ga;
 use sessionbridge::identity::{ClientId, Consent, SessionPolicy};
 use sessionbridge::keys::Keyring;
 use sessionbridge::service::{ResolveInput, Service, Settings};
@@ -79,6 +84,27 @@ fn benches(c: &mut Criterion) {
         .unwrap()
     };
     c.bench_function("request context check", |b| b.iter(|| context(&header)));
+
+    // The `_gl` linker check, as a request carrying one pays for it.
+    let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+              Chrome/140.0.0.0 Safari/537.36";
+    let written = 1_795_000_000_i64;
+    let serialized = "_gcl_au*MzU3ODI4MTY0LjE3NTQxMzEzMzg.*_ga*MTU3MDg4NjM1NC4xNzU0MTMxMzMz*\
+                      _ga_ABC123*czE3NTQxMzEzMzMkbzEkZzEkdDE3NTQxMzE0MDAkajYwJGwwJGgw";
+    let gl = format!(
+        "1*{}*{serialized}",
+        ga::linker::checksum(ua, 300, "en-US", written.div_euclid(60), serialized)
+    );
+    let read_at = written + 60;
+    assert!(ga::linker::read(&gl, ua, "en-US", read_at).is_ok());
+    c.bench_function("_gl check: valid, previous minute, UTC-5", |b| {
+        b.iter(|| ga::linker::read(&gl, ua, "en-US", read_at).unwrap())
+    });
+    let other = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Safari/605.1.15";
+    assert!(ga::linker::read(&gl, other, "en-US", read_at).is_err());
+    c.bench_function("_gl check: another browser (refused)", |b| {
+        b.iter(|| ga::linker::read(&gl, other, "en-US", read_at).unwrap_err())
+    });
 
     // The resolution logic on a real store.
     let rt = tokio::runtime::Builder::new_current_thread()

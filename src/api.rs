@@ -306,6 +306,7 @@ impl<S: Store> Api<S> {
                 passive_ttl_secs: req.passive_ttl_seconds,
                 bind_user_agent: req.bind_user_agent,
                 ga_linker_tz: req.ga_linker_timezone_offset,
+                ga_linker_client_time_ms: req.ga_linker_client_time_ms,
             })
             .await?;
         Ok(Response::new(pb::RecordHandoffResponse {

@@ -1,7 +1,8 @@
 //! RecordHandoff: resolve the visitor on the source site, then have each
 //! kind of evidence that travels with a link write its part: the sealed
-//! token in the destination URL, a `_gl` for gtag.js when asked, and the
-//! referrer-bridge record for an arrival that loses the parameters.
+//! token in the destination URL, a `_gl` for gtag.js (when asked, or to
+//! pass on one the request arrived with), and the referrer-bridge record
+//! for an arrival that loses the parameters.
 
 use url::Url;
 
@@ -29,6 +30,9 @@ pub struct HandoffInput {
     pub bind_user_agent: bool,
     /// The visitor's time-zone offset, to also write a `_gl` parameter.
     pub ga_linker_tz: Option<i32>,
+    /// The visitor's `Date.now()` (ms), the clock the `_gl` is checked
+    /// against on the destination.
+    pub ga_linker_client_time_ms: Option<i64>,
 }
 
 /// The answer to a RecordHandoff call.
@@ -49,7 +53,10 @@ struct Limits {
     audience: Vec<String>,
 }
 
-fn check<S>(service: &Service<S>, input: &HandoffInput) -> Result<Limits, ServiceError> {
+/// How far the visitor's clock may be from the server's.
+const MAX_CLIENT_CLOCK_SKEW_MS: u64 = 86_400_000;
+
+fn check<S>(service: &Service<S>, input: &HandoffInput, now: i64) -> Result<Limits, ServiceError> {
     let s = &service.settings;
     let mut bad = Vec::new();
     let ttl = match input.ttl_secs {
@@ -147,6 +154,15 @@ fn check<S>(service: &Service<S>, input: &HandoffInput) -> Result<Limits, Servic
             "must be a time-zone offset in minutes, -840 to 720",
         ));
     }
+    if input
+        .ga_linker_client_time_ms
+        .is_some_and(|ms| ms.abs_diff(now.saturating_mul(1000)) > MAX_CLIENT_CLOCK_SKEW_MS)
+    {
+        bad.push(FieldViolation::new(
+            "ga_linker_client_time_ms",
+            "must be the visitor's Date.now() in milliseconds, within a day of the server's clock",
+        ));
+    }
     if !bad.is_empty() {
         return Err(ServiceError::Invalid(bad));
     }
@@ -164,8 +180,8 @@ impl<S: Store> Service<S> {
     /// destination, decorate the destination URL, and record the hand-off
     /// for the referrer bridge.
     pub async fn handoff(&self, input: HandoffInput) -> Result<Handoff, ServiceError> {
-        let limits = check(self, &input)?;
         let now = self.now();
+        let limits = check(self, &input, now)?;
         let req = Parsed::new(&input.ctx);
         let page_view = ResolveInput::page_view(input.ctx.clone());
         let source = self
@@ -195,9 +211,11 @@ impl<S: Store> Service<S> {
             },
         );
         if consent == Consent::Granted {
-            if let Some(tz) = input.ga_linker_tz {
-                decorated = linker::write(&decorated, &req, &source.identity, tz, now);
-            }
+            let clock = linker::BrowserClock {
+                tz_offset: input.ga_linker_tz,
+                now_ms: input.ga_linker_client_time_ms,
+            };
+            decorated = linker::write(&decorated, &req, &source.identity, clock, now);
             bridge::write(
                 &self.cx(now),
                 &req,

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use url::form_urlencoded;
+
 use crate::context::RequestContext;
 
 /// A checked request context with its headers parsed.
@@ -11,7 +13,8 @@ use crate::context::RequestContext;
 pub struct Parsed<'a> {
     pub ctx: &'a RequestContext,
     cookies: Vec<(&'a str, &'a str)>,
-    query: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// (name, value, the value as it was in the URL).
+    query: Vec<(Cow<'a, str>, Cow<'a, str>, &'a str)>,
 }
 
 impl<'a> Parsed<'a> {
@@ -21,7 +24,16 @@ impl<'a> Parsed<'a> {
         let query = match &ctx.url {
             Some(u) if u.query().is_some() => {
                 counts::query();
-                u.query_pairs().collect()
+                // As `Url::query_pairs`, keeping each value's raw text too.
+                u.query()
+                    .unwrap_or_default()
+                    .split('&')
+                    .filter_map(|pair| {
+                        let (name, value) = form_urlencoded::parse(pair.as_bytes()).next()?;
+                        let raw = pair.split_once('=').map_or("", |(_, v)| v);
+                        Some((name, value, raw))
+                    })
+                    .collect()
             }
             _ => Vec::new(),
         };
@@ -49,13 +61,54 @@ impl<'a> Parsed<'a> {
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_ref())
+            .find(|(k, _, _)| k == name)
+            .map(|(_, v, _)| v.as_ref())
+    }
+
+    /// The value of the first query parameter called `name` as it was in
+    /// the URL, not percent-decoded (a reader that must see what the
+    /// browser's script sees).
+    pub fn raw_param(&self, name: &str) -> Option<&'a str> {
+        self.query
+            .iter()
+            .find(|(k, _, _)| k == name)
+            .map(|(_, _, raw)| *raw)
     }
 
     /// The Referer's host name, if the Referer was usable.
     pub fn referer_host(&self) -> Option<&'a str> {
         self.ctx.referer.as_ref().and_then(|r| r.host_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::RawContext;
+    use crate::identity::Consent;
+
+    #[test]
+    fn each_parameter_is_kept_decoded_and_as_written() {
+        let ctx = RawContext {
+            host: "a.example",
+            url: "https://a.example/p?x=1&_g%6C=1%2Aab%2Bc+d&_gl=second&e=&f",
+            scheme: "",
+            referer: "",
+            user_agent: "",
+            cookie_header: "",
+            client_ip: "",
+            accept_language: "",
+            consent: None,
+        }
+        .check("context.", Consent::Granted)
+        .unwrap();
+        let req = Parsed::new(&ctx);
+        assert_eq!(req.param("_gl"), Some("1*ab+c d"), "the first, decoded");
+        assert_eq!(req.raw_param("_gl"), Some("1%2Aab%2Bc+d"), "as written");
+        assert_eq!(req.param("x"), Some("1"));
+        assert_eq!((req.param("e"), req.raw_param("e")), (Some(""), Some("")));
+        assert_eq!((req.param("f"), req.raw_param("f")), (Some(""), Some("")));
+        assert_eq!(req.raw_param("missing"), None);
     }
 }
 

@@ -1,7 +1,9 @@
 //! GA4's `_gl` linker (forgeable): the client id (and session) another
 //! site's gtag.js put in the link, accepted only when its checksum matches
-//! this browser in the current or previous minute, as gtag.js itself
-//! checks. Its writer decorates a hand-off link with a `_gl` of its own.
+//! this browser in the current minute or the two before, as gtag.js itself
+//! checks. Its writer decorates a hand-off link with a `_gl` of its own,
+//! carrying what gtag.js would carry, and passes on the payload of a `_gl`
+//! the request arrived with, so a chain of server-side hops keeps it alive.
 
 use url::Url;
 
@@ -21,17 +23,22 @@ pub async fn read<S: Store>(
     req: &Parsed<'_>,
     rejected: &mut Vec<Rejected>,
 ) -> Result<Option<Found>, StoreError> {
-    let Some(value) = req.param(PARAM) else {
+    let Some(raw) = req.raw_param(PARAM) else {
         return Ok(None);
     };
     let ctx = req.ctx;
     let language = ga::linker::primary_language(&ctx.accept_language);
-    let linked = match ga::linker::read(value, &ctx.user_agent, language, cx.now) {
+    let linked = ga::linker::read(raw, &ctx.user_agent, language, cx.now)
+        .and_then(|v| ga::linker::linked(&v.payload, cx.now));
+    let linked = match linked {
         Ok(l) => l,
         Err(e) => {
             let reason = match e {
+                ga::linker::LinkerError::Expired => Rejection::Expired,
                 ga::linker::LinkerError::Checksum => Rejection::FingerprintMismatch,
-                _ => Rejection::Malformed,
+                ga::linker::LinkerError::Malformed | ga::linker::LinkerError::NoClientId => {
+                    Rejection::Malformed
+                }
             };
             rejected.push(Rejected::new(Method::GaLinker, reason, e.to_string()));
             return Ok(None);
@@ -41,10 +48,45 @@ pub async fn read<S: Store>(
     super::forgeable(cx, identity, Method::GaLinker, 0.8, rejected).await
 }
 
-/// `url` with a `_gl` for this browser, written as gtag.js writes one.
-pub fn write(url: &Url, req: &Parsed<'_>, identity: &Identity, tz: i32, now: i64) -> Url {
+/// The visitor's clock, as the page reports it, for the link's checksum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BrowserClock {
+    /// `new Date().getTimezoneOffset()`, minutes.
+    pub tz_offset: Option<i32>,
+    /// `Date.now()`, milliseconds: gtag.js on the destination checks the
+    /// link against the device's clock, not the server's.
+    pub now_ms: Option<i64>,
+}
+
+/// `url` with a `_gl` for this browser, written as gtag.js writes one: the
+/// payload the request's cookies give (see [`ga::linker::from_cookies`]),
+/// after everything a valid `_gl` that arrived with the request carried
+/// ([`ga::linker::carry`]). Written when the time-zone offset is known:
+/// given by the page, or the one the arrived `_gl` matched at. Otherwise
+/// `url` unchanged.
+pub fn write(
+    url: &Url,
+    req: &Parsed<'_>,
+    identity: &Identity,
+    clock: BrowserClock,
+    now: i64,
+) -> Url {
     let ctx = req.ctx;
     let language = ga::linker::primary_language(&ctx.accept_language);
-    let gl = ga::linker::write(&identity.client_id, &ctx.user_agent, tz, language, now);
+    let arrived = req
+        .raw_param(PARAM)
+        .and_then(|raw| ga::linker::read(raw, &ctx.user_agent, language, now).ok());
+    let Some(tz) = clock.tz_offset.or(arrived.as_ref().map(|v| v.tz_offset)) else {
+        return url.clone();
+    };
+    let own = ga::linker::from_cookies(req.cookies(), &identity.client_id, now);
+    let payload = match &arrived {
+        Some(v) => ga::linker::carry(&v.payload, &identity.client_id, &own, now),
+        None => own,
+    };
+    let minute = clock
+        .now_ms
+        .map_or(now.div_euclid(60), |ms| ms.div_euclid(60_000));
+    let gl = ga::linker::write(&payload, &ctx.user_agent, tz, language, minute);
     query::with(url, PARAM, &gl)
 }
