@@ -29,7 +29,23 @@ pub struct Settings {
     pub session_id_referrers: AllowedDomains,
 }
 
+/// Added to the longest lifetime of a token or bridge entry for the
+/// tombstone of an erased client: sidecars' clocks may disagree a little.
+pub const TOMBSTONE_MARGIN_SECS: i64 = 3600;
+
 impl Settings {
+    /// How long an erased client stays refused: past the longest a token
+    /// issued before the erasure may still be redeemed
+    /// (`handoff_max_ttl_secs`) or read by a passive call
+    /// (`handoff_passive_ttl_secs`), and past the bridge window.
+    pub fn tombstone_secs(&self) -> i64 {
+        let longest = self
+            .handoff_max_ttl_secs
+            .max(self.handoff_passive_ttl_secs)
+            .max(self.bridge_window_secs);
+        i64::from(longest) + TOMBSTONE_MARGIN_SECS
+    }
+
     /// The settings of a configuration, which it checks first: the values
     /// that need parsing come parsed from [`Config::check`].
     pub fn from_config(cfg: &Config) -> anyhow::Result<Self> {

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use hmac::{Hmac, Mac};
 
 use crate::context::RequestContext;
-use crate::identity::{Consent, Identity, Method};
+use crate::identity::{Consent, Identity, Method, Rejected, Rejection};
 use crate::keys::Keyring;
 use crate::request::Parsed;
 use crate::store::{BridgeEntry, Store, StoreError};
@@ -47,7 +47,11 @@ fn key(keys: &Keyring, source_site: &str, dest_site: &str, ctx: &RequestContext)
     mac.finalize().into_bytes().into()
 }
 
-pub async fn read<S: Store>(cx: &Cx<'_, S>, req: &Parsed<'_>) -> Result<Option<Found>, StoreError> {
+pub async fn read<S: Store>(
+    cx: &Cx<'_, S>,
+    req: &Parsed<'_>,
+    rejected: &mut Vec<Rejected>,
+) -> Result<Option<Found>, StoreError> {
     let ctx = req.ctx;
     let window = i64::from(cx.settings.bridge_window_secs);
     if window == 0 || ctx.user_agent.is_empty() {
@@ -68,6 +72,14 @@ pub async fn read<S: Store>(cx: &Cx<'_, S>, req: &Parsed<'_>) -> Result<Option<F
     else {
         return Ok(None);
     };
+    if cx.store.is_erased(entry.identity.client_id, cx.now).await? {
+        rejected.push(Rejected::new(
+            Method::ReferrerBridge,
+            Rejection::NotFound,
+            crate::store::ERASED_DETAIL,
+        ));
+        return Ok(None);
+    }
     let age = (cx.now - entry.created_at).clamp(0, window);
     let mut confidence = 0.9 - 0.3 * (age as f32 / window as f32);
     if !entry.with_network {

@@ -95,7 +95,7 @@ pub async fn first<S: Store>(
             Method::Cookie => own_cookie::read(cx, input.req, rejected).await?,
             Method::HandoffToken => token::read(cx, input, rejected).await?,
             Method::UserId => user::read(cx, input.user).await?,
-            Method::ReferrerBridge => bridge::read(cx, input.req).await?,
+            Method::ReferrerBridge => bridge::read(cx, input.req, rejected).await?,
             Method::GaCookie => ga_cookie::read(cx, input.req, rejected).await?,
             Method::GaLinker => linker::read(cx, input.req, rejected).await?,
             Method::SessionIdParameter => session_param::read(cx, input.req, rejected).await?,

@@ -1,12 +1,23 @@
 //! The store contract: what the service needs persisted, and nothing about
 //! how. Every record carries an expiry time and is invisible once past it,
 //! whether or not a sweeper has removed it yet.
+//!
+//! Erasure: besides each user's index (the recent clients `LookupByUser`
+//! shows, trimmed to the configured history), a store keeps every client
+//! ever linked to a user for as long as that client's record lives (the
+//! untrimmed reverse index), so that erasing the user finds them all. An
+//! erased client leaves a tombstone, a keyed hash of its id, for as long as
+//! a token or bridge entry issued before the erasure may still name it:
+//! the store refuses to write that client again, and the evidence readers
+//! refuse it.
 
 mod redis;
 pub(crate) mod seal;
 mod sled;
 
 pub use self::redis::{RedisSettings, RedisStore};
+#[doc(hidden)]
+pub use self::sled::{unseal_every_record, UnsealedRecord};
 pub use self::sled::{Durability, SledStore, DEFAULT_CACHE_MB as SLED_DEFAULT_CACHE_MB};
 
 use std::future::Future;
@@ -39,9 +50,23 @@ pub struct UserEntry {
 pub struct Erased {
     /// Whether the user had an index at all.
     pub found: bool,
-    /// Client records removed.
+    /// Live client records removed: every client linked to the user, those
+    /// trimmed from its index included.
     pub clients: u32,
 }
+
+/// What a [`Store::put_client`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Put {
+    /// The record (and its links) are stored.
+    Stored,
+    /// Nothing was written: the client was erased and its tombstone is
+    /// still live.
+    Erased,
+}
+
+/// The rejection detail of evidence that names an erased client.
+pub const ERASED_DETAIL: &str = "the visitor was erased";
 
 /// A recorded hand-off, kept for the referrer bridge: the identity that left
 /// a site, waiting for a parameterless arrival from the same browser.
@@ -100,11 +125,14 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<Option<ClientRecord>, StoreError>> + Send;
 
-    /// Writes a client record and links it to users, atomically.
+    /// Writes a client record and links it to users, atomically, and keeps
+    /// the client in the untrimmed reverse index of every user in
+    /// `record.user_keys` (and `link`) until at least `expires_at`. A client
+    /// with a live tombstone is not written: [`Put::Erased`].
     fn put_client(
         &self,
         write: ClientWrite<'_>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Put, StoreError>> + Send;
 
     /// A user's linked clients, newest first, without expired entries.
     fn lookup_user(
@@ -113,9 +141,25 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<Vec<UserEntry>, StoreError>> + Send;
 
-    /// Removes a user's index, every client it lists, and every other user
-    /// index that names those clients.
-    fn forget_user(&self, key: UserKey) -> impl Future<Output = Result<Erased, StoreError>> + Send;
+    /// Erases a user: every client ever linked to it whose record lives
+    /// (not only the last `history` of its index), each such client from
+    /// the indexes of other users (which stay, with their other clients),
+    /// the pending bridge entries that name those clients, and the user's
+    /// own indexes. Each erased client leaves a tombstone until
+    /// `tombstone_until`. Counts the live records removed at `now`.
+    fn forget_user(
+        &self,
+        key: UserKey,
+        now: i64,
+        tombstone_until: i64,
+    ) -> impl Future<Output = Result<Erased, StoreError>> + Send;
+
+    /// Whether `id` was erased and its tombstone is still live at `now`.
+    fn is_erased(
+        &self,
+        id: ClientId,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Claims one use of token `id`, atomically across every caller of this
     /// store: of N concurrent claims on a token with `max_uses` uses,
@@ -129,7 +173,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
     /// Records a hand-off for the referrer bridge under a fingerprint key,
-    /// replacing any entry with the same key.
+    /// replacing any entry with the same key, and indexes it by its client
+    /// so that erasing the client removes it. An entry whose client has a
+    /// live tombstone does not stay.
     fn put_bridge(
         &self,
         key: [u8; 32],
