@@ -200,7 +200,6 @@ impl Env {
             text.push_str(&String::from_utf8_lossy(plain));
             text.push('\n');
         }
-        assert!(!records.is_empty(), "the walk found no record at all");
         self.serve().await;
         text
     }
