@@ -163,27 +163,6 @@ async fn contract<S: Store + Clone>(s: S, real_ttl: bool) {
     s.put_bridge([41; 32], &pending, now + 60).await.unwrap();
     assert_eq!(s.take_bridge([41; 32], now).await.unwrap(), None);
 
-    // The reverse index lives as long as the record it covers: a client
-    // linked once and rewritten later without a link is still erased
-    // after its first expiry has passed.
-    let carol = UserKey::from_parts([6; 32], [66; 32]);
-    let mut late = record(16, now, vec![carol]);
-    put(&s, &late, &[carol], 100, 2).await;
-    late.identity.last_seen = now + 50;
-    put(&s, &late, &[], 3 * 86_400, 2).await;
-    let then = now + 2 * 86_400;
-    assert!(s
-        .get_client(late.identity.client_id, then)
-        .await
-        .unwrap()
-        .is_some());
-    let erased = s.forget_user(carol, then, then + 600).await.unwrap();
-    assert_eq!(erased.clients, 1, "found through the reverse index");
-    assert_eq!(
-        s.get_client(late.identity.client_id, then).await.unwrap(),
-        None
-    );
-
     // Token uses: exactly max_uses grants.
     let t = [7u8; 16];
     assert_eq!(
@@ -242,6 +221,13 @@ async fn contract<S: Store + Clone>(s: S, real_ttl: bool) {
     );
     assert_eq!(s.take_bridge([5; 32], now + 3).await.unwrap(), None);
     s.put_bridge([5; 32], &entry, now + 1).await.unwrap();
+    // The reverse index lives as long as the record it covers: a client
+    // linked with a short life, then rewritten without a link for longer,
+    // is still erased once the first expiry has passed (and been swept).
+    let carol = UserKey::from_parts([6; 32], [66; 32]);
+    let late = record(16, now, vec![carol]);
+    put(&s, &late, &[carol], 1, 2).await;
+    put(&s, &late, &[], 3 * 86_400, 2).await;
     if real_ttl {
         tokio::time::sleep(Duration::from_millis(2200)).await;
     }
@@ -257,6 +243,19 @@ async fn contract<S: Store + Clone>(s: S, real_ttl: bool) {
         .unwrap()
         .is_empty());
     assert_eq!(s.take_bridge([5; 32], later).await.unwrap(), None);
+    let then = now + 2 * 86_400;
+    s.sweep(then).await.unwrap();
+    assert!(s
+        .get_client(late.identity.client_id, then)
+        .await
+        .unwrap()
+        .is_some());
+    let erased = s.forget_user(carol, then, then + 600).await.unwrap();
+    assert_eq!(erased.clients, 1, "found through the reverse index");
+    assert_eq!(
+        s.get_client(late.identity.client_id, then).await.unwrap(),
+        None
+    );
     assert_eq!(
         s.claim_token([6; 16], 1, later + 60, later).await.unwrap(),
         Claim::Granted(1),
