@@ -261,6 +261,47 @@ async fn contract<S: Store + Clone>(s: S, real_ttl: bool) {
         Claim::Granted(1),
         "an expired counter starts over (the token itself has expired by then)"
     );
+    // Writes of a client racing its user's erasure: whichever lands first,
+    // once both are done the client is neither stored nor indexed.
+    let dora = UserKey::from_parts([8; 32], [88; 32]);
+    for round in 0..5u32 {
+        let racer = record(100 + round, later, vec![dora]);
+        put(&s, &racer, &[dora], 3600, 5).await;
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let (s, racer) = (s.clone(), racer.clone());
+                tokio::spawn(async move {
+                    for i in 0..20 {
+                        let link = if (w + i) % 2 == 0 { vec![dora] } else { vec![] };
+                        put(&s, &racer, &link, 3600, 5).await;
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let erased = s.forget_user(dora, later, later + 600).await.unwrap();
+        assert!(erased.found);
+        for w in writers {
+            w.await.unwrap();
+        }
+        let id = racer.identity.client_id;
+        assert_eq!(
+            s.get_client(id, later).await.unwrap(),
+            None,
+            "round {round}"
+        );
+        assert!(s.is_erased(id, later).await.unwrap());
+        assert!(
+            !s.lookup_user(dora, later)
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.client_id == id),
+            "round {round}"
+        );
+    }
+
     s.ping().await.unwrap();
     s.flush().await.unwrap();
 }
