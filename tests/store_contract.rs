@@ -306,7 +306,7 @@ async fn contract<S: Store + Clone>(s: S, real_ttl: bool) {
     s.flush().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sled_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open(
@@ -319,7 +319,7 @@ async fn sled_meets_the_contract() {
     contract(s, false).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_meets_the_contract() {
     let redis = common::Redis::start();
     let s = RedisStore::connect(
@@ -342,7 +342,7 @@ async fn redis_meets_the_contract() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_cluster_meets_the_contract() {
     let cluster = common::RedisCluster::start();
     let s = RedisStore::connect(
