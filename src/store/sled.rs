@@ -1102,6 +1102,66 @@ mod tests {
         assert_eq!(store.expiry.len(), 0, "no stray index entry");
     }
 
+    /// Writers hammer a client while its user is erased: the erasure holds
+    /// the client's write lock, so a write lands before it (and is erased)
+    /// or after it (and is refused), never in between.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_erasure_racing_writes_leaves_nothing() {
+        let (_dir, store) = temp_store(Durability::Interval);
+        let user = UserKey::from_parts([3; 32], [33; 32]);
+        for round in 0..20u32 {
+            let id = ClientId::from_parts(round + 1, 1000);
+            let mut rec = record(id, 1000);
+            rec.user_keys = vec![user];
+            fn w<'a>(rec: &'a ClientRecord, link: &'a [UserKey]) -> ClientWrite<'a> {
+                ClientWrite {
+                    record: rec,
+                    link,
+                    expires_at: 100_000,
+                    history: 5,
+                }
+            }
+            let linked = [user];
+            assert_eq!(
+                store.put_client(w(&rec, &linked)).await.unwrap(),
+                Put::Stored
+            );
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let writers: Vec<_> = (0..3)
+                .map(|n| {
+                    let (store, rec, stop) = (store.clone(), rec.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        let mut i = 0u32;
+                        while !stop.load(Ordering::Relaxed) {
+                            let link = if (n + i) % 4 == 0 { &linked[..] } else { &[] };
+                            store.put_client(w(&rec, link)).await.unwrap();
+                            i += 1;
+                        }
+                    })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let erased = store.forget_user(user, 1000, 2000).await.unwrap();
+            assert_eq!(erased.clients, 1, "round {round}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            stop.store(true, Ordering::Relaxed);
+            for t in writers {
+                t.await.unwrap();
+            }
+            assert_eq!(
+                store.get_client(id, 1000).await.unwrap(),
+                None,
+                "round {round}"
+            );
+            assert!(store.lookup_user(user, 1000).await.unwrap().is_empty());
+            assert_eq!(
+                store.links.scan_prefix(user.index).count(),
+                0,
+                "round {round}: a reverse-index entry outlived its client"
+            );
+        }
+    }
+
     /// Of many concurrent arrivals for one bridge entry, exactly one gets it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_bridge_entry_is_taken_once() {
@@ -1129,6 +1189,11 @@ mod tests {
             }
         }
         assert_eq!(taken, 1);
-        assert_eq!(store.bridge.len() + store.expiry.len(), 0);
+        assert_eq!(store.bridge.len(), 0);
+        // The entry's index by client stays until it expires with it.
+        assert_eq!(store.bridge_by_client.len(), 1);
+        assert_eq!(store.expiry.len(), 1);
+        assert_eq!(store.sweep(2000).await.unwrap(), 1);
+        assert_eq!(store.bridge_by_client.len() + store.expiry.len(), 0);
     }
 }
