@@ -101,6 +101,17 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// A record that does not decode. The text says where, never what: a
+/// decoder's message can quote the value, and store errors are logged.
+pub(crate) fn undecodable(e: &serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!(
+        "undecodable record ({:?} error at line {}, column {})",
+        e.classify(),
+        e.line(),
+        e.column()
+    ))
+}
+
 /// A write: one client record plus the user indexes to put it at the head
 /// of, applied atomically.
 #[derive(Debug)]

@@ -541,7 +541,7 @@ fn unstamp<T: serde::de::DeserializeOwned>(
 }
 
 fn corrupt(e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+    super::undecodable(&e)
 }
 
 impl Store for RedisStore {
@@ -602,9 +602,9 @@ impl Store for RedisStore {
         members
             .into_iter()
             .map(|(m, linked_at)| {
-                let client_id = m
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("user index member {m:?}")))?;
+                let client_id = m.parse().map_err(|_| {
+                    StoreError::Corrupt("a user index member is not a client id".into())
+                })?;
                 Ok(UserEntry {
                     client_id,
                     linked_at,
@@ -640,9 +640,9 @@ impl Store for RedisStore {
         let ids: Vec<(String, ClientId)> = members
             .into_iter()
             .map(|m| {
-                let id = m
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("user index member {m:?}")))?;
+                let id = m.parse().map_err(|_| {
+                    StoreError::Corrupt("a user index member is not a client id".into())
+                })?;
                 Ok((m, id))
             })
             .collect::<Result<_, StoreError>>()?;

@@ -166,7 +166,7 @@ fn expiry_key(bucket: u64, kind: u8, key: &[u8]) -> Vec<u8> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(body).map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::from_slice(body).map_err(|e| super::undecodable(&e))
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
