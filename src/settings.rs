@@ -72,3 +72,33 @@ impl Settings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tombstone outlives every token and bridge entry issued before the
+    /// erasure: the longest of their lifetimes, plus the margin.
+    #[test]
+    fn tombstones_outlive_every_token_and_bridge_entry() {
+        let lasts = |cfg: Config| Settings::from_config(&cfg).unwrap().tombstone_secs();
+        assert_eq!(lasts(Config::default()), 86_400 + TOMBSTONE_MARGIN_SECS);
+        let passive = crate::token::MAX_PASSIVE_TTL_SECS;
+        assert_eq!(
+            lasts(Config {
+                handoff_passive_ttl_secs: passive,
+                ..Default::default()
+            }),
+            i64::from(passive) + TOMBSTONE_MARGIN_SECS
+        );
+        assert_eq!(
+            lasts(Config {
+                handoff_max_ttl_secs: 60 * 86_400,
+                handoff_passive_ttl_secs: 600,
+                bridge_window_secs: 0,
+                ..Default::default()
+            }),
+            60 * 86_400 + TOMBSTONE_MARGIN_SECS
+        );
+    }
+}
