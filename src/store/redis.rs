@@ -427,7 +427,8 @@ impl RedisStore {
     }
 
     /// Erasure on a cluster, key by key: tombstones first, then the
-    /// records, index entries and bridge entries.
+    /// records, other users' index entries and bridge entries, and the
+    /// user's own index entries last.
     async fn forget_cluster(
         &self,
         key: UserKey,
@@ -468,9 +469,6 @@ impl RedisStore {
                 Err(_) => count += 1,
             }
         }
-        let members: Vec<String> = ids.iter().map(|(cid, _)| cid.clone()).collect();
-        self.zrem(&self.user_key(&key), &members).await?;
-        self.zrem(&self.all_key(&key), &members).await?;
         for (cid, id) in ids {
             let index = self.bridge_index_key(*id);
             let bridges: Vec<String> = redis::cmd("ZRANGE")
@@ -495,6 +493,11 @@ impl RedisStore {
                 .await
                 .map_err(unavailable)?;
         }
+        // Last, so that an erasure cut short is completed by a retry: the
+        // user's indexes still name what is left.
+        let members: Vec<String> = ids.iter().map(|(cid, _)| cid.clone()).collect();
+        self.zrem(&self.user_key(&key), &members).await?;
+        self.zrem(&self.all_key(&key), &members).await?;
         Ok(count)
     }
 
