@@ -97,7 +97,7 @@ pub async fn run_with(
             serve(cfg, opts, settings, keys, listener, store, stop).await
         }
         StoreKind::Redis => {
-            let store = RedisStore::connect(&cfg.redis())
+            let store = RedisStore::connect(&cfg.redis(), &keys.store_seal)
                 .await
                 .context("cannot reach the Redis store")?;
             serve(cfg, opts, settings, keys, listener, store, stop).await

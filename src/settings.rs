@@ -38,7 +38,23 @@ pub struct Settings {
     pub handoff_destinations: AllowedDomains,
 }
 
+/// Added to the longest lifetime of a token or bridge entry for the
+/// tombstone of an erased client: sidecars' clocks may disagree a little.
+pub const TOMBSTONE_MARGIN_SECS: i64 = 3600;
+
 impl Settings {
+    /// How long an erased client stays refused: past the longest a token
+    /// issued before the erasure may still be redeemed
+    /// (`handoff_max_ttl_secs`) or read by a passive call
+    /// (`handoff_passive_ttl_secs`), and past the bridge window.
+    pub fn tombstone_secs(&self) -> i64 {
+        let longest = self
+            .handoff_max_ttl_secs
+            .max(self.handoff_passive_ttl_secs)
+            .max(self.bridge_window_secs);
+        i64::from(longest) + TOMBSTONE_MARGIN_SECS
+    }
+
     /// The settings of a configuration, which it checks first: the values
     /// that need parsing come parsed from [`Config::check`].
     pub fn from_config(cfg: &Config) -> anyhow::Result<Self> {
@@ -64,5 +80,35 @@ impl Settings {
             session_id_referrers: checked.session_id_param_referrers,
             handoff_destinations: checked.handoff_destinations,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tombstone outlives every token and bridge entry issued before the
+    /// erasure: the longest of their lifetimes, plus the margin.
+    #[test]
+    fn tombstones_outlive_every_token_and_bridge_entry() {
+        let lasts = |cfg: Config| Settings::from_config(&cfg).unwrap().tombstone_secs();
+        assert_eq!(lasts(Config::default()), 86_400 + TOMBSTONE_MARGIN_SECS);
+        let passive = crate::token::MAX_PASSIVE_TTL_SECS;
+        assert_eq!(
+            lasts(Config {
+                handoff_passive_ttl_secs: passive,
+                ..Default::default()
+            }),
+            i64::from(passive) + TOMBSTONE_MARGIN_SECS
+        );
+        assert_eq!(
+            lasts(Config {
+                handoff_max_ttl_secs: 60 * 86_400,
+                handoff_passive_ttl_secs: 600,
+                bridge_window_secs: 0,
+                ..Default::default()
+            }),
+            60 * 86_400 + TOMBSTONE_MARGIN_SECS
+        );
     }
 }

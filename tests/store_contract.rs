@@ -9,7 +9,7 @@ use sessionbridge::identity::{ClientId, SessionPolicy};
 use sessionbridge::privacy::UserKey;
 use sessionbridge::service::now_unix;
 use sessionbridge::store::{
-    BridgeEntry, Claim, ClientRecord, ClientWrite, Durability, RedisSettings, RedisStore,
+    BridgeEntry, Claim, ClientRecord, ClientWrite, Durability, Put, RedisSettings, RedisStore,
     SledStore, Store,
 };
 
@@ -24,7 +24,13 @@ fn record(random: u32, now: i64, user_keys: Vec<UserKey>) -> ClientRecord {
     }
 }
 
-async fn put<S: Store>(s: &S, rec: &ClientRecord, link: &[UserKey], ttl: i64, history: usize) {
+async fn put<S: Store>(
+    s: &S,
+    rec: &ClientRecord,
+    link: &[UserKey],
+    ttl: i64,
+    history: usize,
+) -> Put {
     s.put_client(ClientWrite {
         record: rec,
         link,
@@ -32,7 +38,11 @@ async fn put<S: Store>(s: &S, rec: &ClientRecord, link: &[UserKey], ttl: i64, hi
         history,
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+fn randoms(entries: &[sessionbridge::store::UserEntry]) -> Vec<u32> {
+    entries.iter().map(|e| e.client_id.random()).collect()
 }
 
 /// Every rule of the contract, in order.
@@ -83,17 +93,78 @@ async fn contract<S: Store + Clone>(s: S, real_ttl: bool) {
         .unwrap()
         .is_empty());
 
-    // Erasure: the index, its clients, and the other indexes they name.
-    let erased = s.forget_user(alice_email).await.unwrap();
+    // Erasure: every client linked to the user, removed from the other
+    // indexes that name it; those indexes stay, with their other clients.
+    let tomb = now + 600;
+    let erased = s.forget_user(alice_email, now, tomb).await.unwrap();
     assert!(erased.found);
     assert_eq!(erased.clients, 1);
     assert_eq!(s.get_client(a.identity.client_id, now).await.unwrap(), None);
     assert!(s.lookup_user(alice_email, now).await.unwrap().is_empty());
-    assert!(
-        s.lookup_user(alice, now).await.unwrap().is_empty(),
-        "the user id index named the same person"
+    assert_eq!(
+        randoms(&s.lookup_user(alice, now).await.unwrap()),
+        [12, 13],
+        "the user id index keeps its own clients"
     );
-    assert!(!s.forget_user(alice_email).await.unwrap().found);
+    assert!(!s.forget_user(alice_email, now, tomb).await.unwrap().found);
+
+    // The tombstone: the erased client is refused until it ends, and a
+    // write of it stores nothing.
+    let a_id = a.identity.client_id;
+    assert!(s.is_erased(a_id, now).await.unwrap());
+    assert!(!s.is_erased(a_id, tomb).await.unwrap(), "tombstones end");
+    assert!(!s
+        .is_erased(ClientId::from_parts(12, 1_700_000_000), now)
+        .await
+        .unwrap());
+    assert_eq!(put(&s, &a, &[], 3600, 2).await, Put::Erased);
+    assert_eq!(put(&s, &a, &[alice], 3600, 2).await, Put::Erased);
+    assert_eq!(s.get_client(a_id, now).await.unwrap(), None);
+    assert_eq!(randoms(&s.lookup_user(alice, now).await.unwrap()), [12, 13]);
+
+    // Clients trimmed from the index are erased too, and a client two users
+    // shared leaves the other's index, which stays.
+    let bob = UserKey::from_parts([5; 32], [55; 32]);
+    let shared = record(14, now + 10, vec![alice, bob]);
+    assert_eq!(put(&s, &shared, &[alice, bob], 3600, 2).await, Put::Stored);
+    let bobs = record(15, now + 11, vec![bob]);
+    put(&s, &bobs, &[bob], 3600, 2).await;
+    assert_eq!(
+        randoms(&s.lookup_user(alice, now).await.unwrap()),
+        [14, 12],
+        "13 is trimmed"
+    );
+    let pending = BridgeEntry {
+        identity: bobs.identity.clone(),
+        destinations: vec!["shop.example".into()],
+        created_at: now,
+        with_network: true,
+        token_id: [0; 16],
+        ambiguous: false,
+    };
+    s.put_bridge([40; 32], &pending, now + 60).await.unwrap();
+    let erased = s.forget_user(alice, now, tomb).await.unwrap();
+    assert_eq!(erased.clients, 3, "12, 13 (trimmed) and 14");
+    for r in [12, 13, 14] {
+        let id = ClientId::from_parts(r, 1_700_000_000);
+        assert_eq!(s.get_client(id, now).await.unwrap(), None, "client {r}");
+        assert!(s.is_erased(id, now).await.unwrap());
+    }
+    assert!(s.lookup_user(alice, now).await.unwrap().is_empty());
+    assert_eq!(randoms(&s.lookup_user(bob, now).await.unwrap()), [15]);
+    assert!(s
+        .get_client(bobs.identity.client_id, now)
+        .await
+        .unwrap()
+        .is_some());
+
+    // A pending bridge entry of an erased client goes with it, and one
+    // recorded after the erasure does not stay.
+    let erased = s.forget_user(bob, now, tomb).await.unwrap();
+    assert_eq!(erased.clients, 1);
+    assert_eq!(s.take_bridge([40; 32], now).await.unwrap(), None);
+    s.put_bridge([41; 32], &pending, now + 60).await.unwrap();
+    assert_eq!(s.take_bridge([41; 32], now).await.unwrap(), None);
 
     // Token uses: exactly max_uses grants.
     let t = [7u8; 16];
@@ -126,7 +197,7 @@ async fn contract<S: Store + Clone>(s: S, real_ttl: bool) {
 
     // The bridge: one entry matches once.
     let entry = BridgeEntry {
-        identity: a.identity.clone(),
+        identity: record(31, now, vec![]).identity,
         destinations: vec!["shop.example".into()],
         created_at: now,
         with_network: true,
@@ -152,7 +223,7 @@ async fn contract<S: Store + Clone>(s: S, real_ttl: bool) {
             .ambiguous
     );
     let other = BridgeEntry {
-        identity: record(12, now, vec![]).identity,
+        identity: record(72, now, vec![]).identity,
         ..entry.clone()
     };
     s.put_bridge([7; 32], &entry, now + 60).await.unwrap();
@@ -189,6 +260,13 @@ async fn contract<S: Store + Clone>(s: S, real_ttl: bool) {
     );
     assert_eq!(s.take_bridge([5; 32], now + 3).await.unwrap(), None);
     s.put_bridge([5; 32], &entry, now + 1).await.unwrap();
+    // The reverse index lives as long as the record it covers: a client
+    // linked with a short life, then rewritten without a link for longer,
+    // is still erased once the first expiry has passed (and been swept).
+    let carol = UserKey::from_parts([6; 32], [66; 32]);
+    let late = record(16, now, vec![carol]);
+    put(&s, &late, &[carol], 1, 2).await;
+    put(&s, &late, &[], 3 * 86_400, 2).await;
     if real_ttl {
         tokio::time::sleep(Duration::from_millis(2200)).await;
     }
@@ -204,16 +282,70 @@ async fn contract<S: Store + Clone>(s: S, real_ttl: bool) {
         .unwrap()
         .is_empty());
     assert_eq!(s.take_bridge([5; 32], later).await.unwrap(), None);
+    let then = now + 2 * 86_400;
+    s.sweep(then).await.unwrap();
+    assert!(s
+        .get_client(late.identity.client_id, then)
+        .await
+        .unwrap()
+        .is_some());
+    let erased = s.forget_user(carol, then, then + 600).await.unwrap();
+    assert_eq!(erased.clients, 1, "found through the reverse index");
+    assert_eq!(
+        s.get_client(late.identity.client_id, then).await.unwrap(),
+        None
+    );
     assert_eq!(
         s.claim_token([6; 16], 1, later + 60, later).await.unwrap(),
         Claim::Granted(1),
         "an expired counter starts over (the token itself has expired by then)"
     );
+    // Writes of a client racing its user's erasure: whichever lands first,
+    // once both are done the client is neither stored nor indexed.
+    let dora = UserKey::from_parts([8; 32], [88; 32]);
+    for round in 0..5u32 {
+        let racer = record(100 + round, later, vec![dora]);
+        put(&s, &racer, &[dora], 3600, 5).await;
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let (s, racer) = (s.clone(), racer.clone());
+                tokio::spawn(async move {
+                    for i in 0..20 {
+                        let link = if (w + i) % 2 == 0 { vec![dora] } else { vec![] };
+                        put(&s, &racer, &link, 3600, 5).await;
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let erased = s.forget_user(dora, later, later + 600).await.unwrap();
+        assert!(erased.found);
+        for w in writers {
+            w.await.unwrap();
+        }
+        let id = racer.identity.client_id;
+        assert_eq!(
+            s.get_client(id, later).await.unwrap(),
+            None,
+            "round {round}"
+        );
+        assert!(s.is_erased(id, later).await.unwrap());
+        assert!(
+            !s.lookup_user(dora, later)
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.client_id == id),
+            "round {round}"
+        );
+    }
+
     s.ping().await.unwrap();
     s.flush().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sled_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open(
@@ -226,16 +358,19 @@ async fn sled_meets_the_contract() {
     contract(s, false).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_meets_the_contract() {
     let redis = common::Redis::start();
-    let s = RedisStore::connect(&RedisSettings {
-        urls: vec![redis.url()],
-        cluster: false,
-        key_prefix: "contract:".into(),
-        response_timeout: Duration::from_millis(500),
-        connect_timeout: Duration::from_millis(1000),
-    })
+    let s = RedisStore::connect(
+        &RedisSettings {
+            urls: vec![redis.url()],
+            cluster: false,
+            key_prefix: "contract:".into(),
+            response_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_millis(1000),
+        },
+        &zeroize::Zeroizing::new([7; 32]),
+    )
     .await
     .unwrap();
     contract(s, true).await;
@@ -246,16 +381,19 @@ async fn redis_meets_the_contract() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_cluster_meets_the_contract() {
     let cluster = common::RedisCluster::start();
-    let s = RedisStore::connect(&RedisSettings {
-        urls: cluster.urls(),
-        cluster: true,
-        key_prefix: "contract:".into(),
-        response_timeout: Duration::from_millis(1000),
-        connect_timeout: Duration::from_millis(1000),
-    })
+    let s = RedisStore::connect(
+        &RedisSettings {
+            urls: cluster.urls(),
+            cluster: true,
+            key_prefix: "contract:".into(),
+            response_timeout: Duration::from_millis(1000),
+            connect_timeout: Duration::from_millis(1000),
+        },
+        &zeroize::Zeroizing::new([7; 32]),
+    )
     .await
     .unwrap();
     contract(s, true).await;

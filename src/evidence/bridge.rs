@@ -82,6 +82,14 @@ pub async fn read<S: Store>(
         ));
         return Ok(None);
     }
+    if cx.store.is_erased(entry.identity.client_id, cx.now).await? {
+        rejected.push(Rejected::new(
+            Method::ReferrerBridge,
+            Rejection::NotFound,
+            crate::store::ERASED_DETAIL,
+        ));
+        return Ok(None);
+    }
     let age = (cx.now - entry.created_at).clamp(0, window);
     let confidence = 0.9 - 0.3 * (age as f32 / window as f32);
     super::forgeable(

@@ -77,6 +77,14 @@ pub async fn read<S: Store>(
             return Ok(None);
         }
     }
+    if cx
+        .store
+        .is_erased(claims.identity.client_id, cx.now)
+        .await?
+    {
+        rejected.push(reject(Rejection::NotFound, crate::store::ERASED_DETAIL));
+        return Ok(None);
+    }
     if input.passive {
         return found(cx, claims).await;
     }

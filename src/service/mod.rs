@@ -17,7 +17,7 @@ use crate::privacy::{self, UserKey, UserRef};
 use crate::query;
 use crate::request::Parsed;
 pub use crate::settings::Settings;
-use crate::store::{ClientRecord, ClientWrite, Erased, Store, StoreError};
+use crate::store::{ClientRecord, ClientWrite, Erased, Put, Store, StoreError, ERASED_DETAIL};
 
 pub use crate::handoff::{Handoff, HandoffInput};
 
@@ -240,6 +240,7 @@ impl<S: Store> Service<S> {
             &mut rejected,
         )
         .await?;
+        let found = self.unless_erased(found, &mut rejected, now).await?;
         // A token sealed where the visitor refused consent: unless this
         // request states consent itself, the destination must not identify.
         if let Some(f) = &found {
@@ -335,7 +336,8 @@ impl<S: Store> Service<S> {
         // the refreshed cookie carries exactly; the stored copy is rewritten
         // once it is `touch_write_secs` old.
         if !fresh {
-            self.store
+            let put = self
+                .store
                 .put_client(ClientWrite {
                     record: &record,
                     link: link_keys,
@@ -343,6 +345,14 @@ impl<S: Store> Service<S> {
                     history: self.settings.user_history,
                 })
                 .await?;
+            if put == Put::Erased {
+                // Erased between the read and this write (a concurrent
+                // ForgetUser): not stored again; the visitor starts over.
+                rejected.push(Rejected::new(method, Rejection::NotFound, ERASED_DETAIL));
+                let mut r = Box::pin(self.resolve_parsed(req, input, &[], now)).await?;
+                r.rejected = rejected;
+                return Ok(r);
+            }
         }
         let identity = record.identity;
         let cookies = self.cookies(&scope, &identity, input.ga_cookie, req);
@@ -369,6 +379,24 @@ impl<S: Store> Service<S> {
             r.adopted
                 || (!r.user_keys.is_empty() && !r.user_keys.iter().any(|k| user.keys.contains(k)))
         })
+    }
+
+    /// Evidence that names an erased client (an own cookie or GA cookie
+    /// the browser still holds) counts as none while its tombstone lives:
+    /// the client is not stored again. Readers of tokens and bridge entries
+    /// check on their own; a client with a stored record is not erased.
+    async fn unless_erased(
+        &self,
+        found: Option<Found>,
+        rejected: &mut Vec<Rejected>,
+        now: i64,
+    ) -> Result<Option<Found>, ServiceError> {
+        let Some(f) = found else { return Ok(None) };
+        if f.record.is_some() || !self.store.is_erased(f.identity.client_id, now).await? {
+            return Ok(Some(f));
+        }
+        rejected.push(Rejected::new(f.method, Rejection::NotFound, ERASED_DETAIL));
+        Ok(None)
     }
 
     /// A passive call (a webhook, a retry): the identity the evidence names,
@@ -493,9 +521,13 @@ impl<S: Store> Service<S> {
         Ok(out)
     }
 
-    /// ForgetUser: erase the user's index and every identity it lists.
+    /// ForgetUser: erase every identity ever linked to the user (not only
+    /// those its index still lists), each leaving a tombstone for
+    /// [`Settings::tombstone_secs`].
     pub async fn forget(&self, key: UserKey) -> Result<Erased, ServiceError> {
-        Ok(self.store.forget_user(key).await?)
+        let now = self.now();
+        let until = now + self.settings.tombstone_secs();
+        Ok(self.store.forget_user(key, now, until).await?)
     }
 
     /// Removes expired records (the sweeper calls it on the service's

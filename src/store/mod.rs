@@ -1,12 +1,23 @@
 //! The store contract: what the service needs persisted, and nothing about
 //! how. Every record carries an expiry time and is invisible once past it,
 //! whether or not a sweeper has removed it yet.
+//!
+//! Erasure: besides each user's index (the recent clients `LookupByUser`
+//! shows, trimmed to the configured history), a store keeps every client
+//! ever linked to a user for as long as that client's record lives (the
+//! untrimmed reverse index), so that erasing the user finds them all. An
+//! erased client leaves a tombstone, a keyed hash of its id, for as long as
+//! a token or bridge entry issued before the erasure may still name it:
+//! the store refuses to write that client again, and the evidence readers
+//! refuse it.
 
 mod redis;
 pub(crate) mod seal;
 mod sled;
 
 pub use self::redis::{RedisSettings, RedisStore};
+#[doc(hidden)]
+pub use self::sled::{unseal_every_record, UnsealedRecord};
 pub use self::sled::{Durability, SledStore, DEFAULT_CACHE_MB as SLED_DEFAULT_CACHE_MB};
 
 use std::future::Future;
@@ -44,9 +55,23 @@ pub struct UserEntry {
 pub struct Erased {
     /// Whether the user had an index at all.
     pub found: bool,
-    /// Client records removed.
+    /// Live client records removed: every client linked to the user, those
+    /// trimmed from its index included.
     pub clients: u32,
 }
+
+/// What a [`Store::put_client`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Put {
+    /// The record (and its links) are stored.
+    Stored,
+    /// Nothing was written: the client was erased and its tombstone is
+    /// still live.
+    Erased,
+}
+
+/// The rejection detail of evidence that names an erased client.
+pub const ERASED_DETAIL: &str = "the visitor was erased";
 
 /// A recorded hand-off, kept for the referrer bridge: the identity that left
 /// a site, waiting for a parameterless arrival from the same browser.
@@ -109,6 +134,17 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// A record that does not decode. The text says where, never what: a
+/// decoder's message can quote the value, and store errors are logged.
+pub(crate) fn undecodable(e: &serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!(
+        "undecodable record ({:?} error at line {}, column {})",
+        e.classify(),
+        e.line(),
+        e.column()
+    ))
+}
+
 /// A write: one client record plus the user indexes to put it at the head
 /// of, applied atomically.
 #[derive(Debug)]
@@ -133,11 +169,14 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<Option<ClientRecord>, StoreError>> + Send;
 
-    /// Writes a client record and links it to users, atomically.
+    /// Writes a client record and links it to users, atomically, and keeps
+    /// the client in the untrimmed reverse index of every user in
+    /// `record.user_keys` (and `link`) until at least `expires_at`. A client
+    /// with a live tombstone is not written: [`Put::Erased`].
     fn put_client(
         &self,
         write: ClientWrite<'_>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Put, StoreError>> + Send;
 
     /// A user's linked clients, newest first, without expired entries.
     fn lookup_user(
@@ -146,9 +185,25 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<Vec<UserEntry>, StoreError>> + Send;
 
-    /// Removes a user's index, every client it lists, and every other user
-    /// index that names those clients.
-    fn forget_user(&self, key: UserKey) -> impl Future<Output = Result<Erased, StoreError>> + Send;
+    /// Erases a user: every client ever linked to it whose record lives
+    /// (not only the last `history` of its index), each such client from
+    /// the indexes of other users (which stay, with their other clients),
+    /// the pending bridge entries that name those clients, and the user's
+    /// own indexes. Each erased client leaves a tombstone until
+    /// `tombstone_until`. Counts the live records removed at `now`.
+    fn forget_user(
+        &self,
+        key: UserKey,
+        now: i64,
+        tombstone_until: i64,
+    ) -> impl Future<Output = Result<Erased, StoreError>> + Send;
+
+    /// Whether `id` was erased and its tombstone is still live at `now`.
+    fn is_erased(
+        &self,
+        id: ClientId,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Claims one use of token `id`, atomically across every caller of this
     /// store: of N concurrent claims on a token with `max_uses` uses,
@@ -162,10 +217,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
     /// Records a hand-off for the referrer bridge under a fingerprint key,
-    /// and under its token id. When a live entry under the same key names
-    /// another client, the key becomes ambiguous (an entry with
-    /// `ambiguous` set) until `expires_at`: two visitors are never told
-    /// apart by a guess. The same client again replaces its entry.
+    /// under its token id, and under its client (so that erasing the client
+    /// removes it). When a live entry under the same key names another
+    /// client, the key becomes ambiguous (an entry with `ambiguous` set)
+    /// until `expires_at`: two visitors are never told apart by a guess. The
+    /// same client again replaces its entry. An entry whose client has a
+    /// live tombstone does not stay.
     fn put_bridge(
         &self,
         key: [u8; 32],

@@ -48,6 +48,15 @@ impl Sealer {
             .expect("16 bytes")
     }
 
+    /// The keyed hash an erased client's tombstone, and the index of the
+    /// bridge entries that name a client, are stored under: it names the
+    /// client only to someone who holds the key file and the client id.
+    pub(crate) fn mark(&self, id: ClientId) -> [u8; 16] {
+        self.derive(b"client-mark", &client_bytes(id))[..16]
+            .try_into()
+            .expect("16 bytes")
+    }
+
     pub(crate) fn client_cipher(&self, id: ClientId) -> [u8; 32] {
         self.derive(b"client-seal", &client_bytes(id))
     }
@@ -137,6 +146,8 @@ mod tests {
             s.client_key(ClientId::from_parts(1, 1001))
         );
         assert_ne!(s.client_cipher(id)[..16], s.client_key(id));
+        assert_ne!(s.mark(id), s.client_key(id));
+        assert_ne!(s.mark(id), sealer(8).mark(id));
         let user = UserKey::from_parts([1; 32], [2; 32]);
         assert_ne!(s.user_cipher(&user), s.bridge_cipher(&[2; 32]));
     }

@@ -1,12 +1,27 @@
 //! The embedded store: one sled database per sidecar.
 //!
-//! Layout: a tree per record kind (`clients`, `users`) whose values are an
-//! envelope `[expires_at u64 BE][bucket u64 BE][JSON]`, and an `expiry` tree
-//! keyed `[bucket u64 BE][kind u8][record key]` that the sweeper walks in
-//! time order. The bucket is the expiry rounded up to a granularity that
+//! Layout: a tree per record kind (`clients`, `users`, `links`, `tokens`,
+//! `bridge`, `erased`, `bridge_by_client`) whose values are an envelope
+//! `[expires_at u64 BE][bucket u64 BE][JSON]`, and an `expiry` tree keyed
+//! `[bucket u64 BE][kind u8][record key]` that the sweeper walks in time
+//! order. The bucket is the expiry rounded up to a granularity that
 //! grows with the lifetime, so touching a long-lived record on every hit
 //! rarely moves its index entry. Every multi-record change is one sled
 //! transaction: all of it lands or none of it does.
+//!
+//! Erasure: `users` holds each user's recent clients (trimmed to the
+//! history); `links` holds every client ever linked to a user, one entry
+//! `[user index][client storage key]` per pair, kept at least as long as the
+//! client's record (its expiry is the record's, rounded up to a day, and
+//! renewed when a write outlives it). `erased` holds tombstones under a
+//! keyed hash of the client id; `bridge_by_client` indexes bridge entries by
+//! the same hash (`[hash][bridge key]`), so erasure finds pending ones.
+//! Erasing a user scans its `links` prefix, then holds the write locks of
+//! those clients while one transaction tombstones and removes them: a write
+//! of one of them either lands before (and is erased) or sees the
+//! tombstone. A bridge entry is indexed, then written, then checked
+//! against the tombstone; erasure tombstones, then scans the index: one of
+//! the two always sees the other.
 //!
 //! Sealed at rest: a client record is stored under a keyed hash of its
 //! client id and encrypted (XChaCha20-Poly1305) under a key derived from the
@@ -26,7 +41,9 @@ use sled::Transactional;
 use tokio::sync::{mpsc, watch};
 
 use super::seal::{seal, unseal, Sealer};
-use super::{BridgeEntry, Claim, ClientRecord, ClientWrite, Erased, Store, StoreError, UserEntry};
+use super::{
+    BridgeEntry, Claim, ClientRecord, ClientWrite, Erased, Put, Store, StoreError, UserEntry,
+};
 use crate::identity::ClientId;
 use crate::privacy::UserKey;
 
@@ -34,6 +51,12 @@ const KIND_CLIENT: u8 = 1;
 const KIND_USER: u8 = 2;
 const KIND_TOKEN: u8 = 3;
 const KIND_BRIDGE: u8 = 4;
+const KIND_LINK: u8 = 5;
+const KIND_TOMBSTONE: u8 = 6;
+const KIND_BRIDGE_INDEX: u8 = 7;
+/// Reverse-index entries expire on whole days after the record they cover,
+/// so a client seen every minute renews them about once a day.
+const LINK_GRAIN: i64 = 86_400;
 const HEADER: usize = 16;
 /// Expired records removed per sweeper transaction, so a sweep never holds
 /// up requests for long.
@@ -67,15 +90,23 @@ pub struct SledStore {
     db: sled::Db,
     clients: sled::Tree,
     users: sled::Tree,
+    /// The untrimmed reverse index: `[user index][client storage key]`.
+    links: sled::Tree,
     tokens: sled::Tree,
     bridge: sled::Tree,
+    /// Tombstones of erased clients, under [`Sealer::mark`].
+    erased: sled::Tree,
+    /// `[client mark][bridge key]`: the bridge entries of a client.
+    bridge_by_client: sled::Tree,
     expiry: sled::Tree,
     commit: Option<Arc<GroupCommit>>,
     sealer: Sealer,
     /// Serialize writes of one key (by the key's first byte) between the
     /// plain writes of [`put_plain`] and the transactions that touch the
-    /// same record. The directory is locked to this process, so in-process
-    /// locks are enough.
+    /// same record. A client's record and its `links` entries are written
+    /// under the stripe of the client's storage key, a bridge entry and its
+    /// `bridge_by_client` entry under the bridge key's. The directory is
+    /// locked to this process, so in-process locks are enough.
     stripes: Arc<[std::sync::Mutex<()>; STRIPES]>,
 }
 
@@ -144,7 +175,7 @@ fn bridge_token_key(token_id: &[u8; 16]) -> Vec<u8> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(body).map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::from_slice(body).map_err(|e| super::undecodable(&e))
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -214,18 +245,111 @@ fn put_plain(
     Ok(())
 }
 
+/// Removes a record and its expiry index entry; returns its expiry and body.
 fn remove_ttl(
     tree: &TransactionalTree,
     expiry: &TransactionalTree,
     kind: u8,
     key: &[u8],
-) -> TxResult<Option<Vec<u8>>> {
+) -> TxResult<Option<(i64, Vec<u8>)>> {
     let Some(old) = tree.remove(key)? else {
         return Ok(None);
     };
-    let (_, bucket, body) = open_envelope(&old).map_err(ConflictableTransactionError::Abort)?;
+    let (exp, bucket, body) = open_envelope(&old).map_err(ConflictableTransactionError::Abort)?;
     expiry.remove(expiry_key(bucket, kind, key))?;
-    Ok(Some(body.to_vec()))
+    Ok(Some((exp, body.to_vec())))
+}
+
+/// [`remove_ttl`] without a transaction, under the key's stripe lock: the
+/// record goes first, so a crash between leaves at most a surplus index
+/// entry, which the sweeper drops.
+fn remove_plain(
+    tree: &sled::Tree,
+    expiry: &sled::Tree,
+    kind: u8,
+    key: &[u8],
+) -> Result<(), StoreError> {
+    if let Some(old) = tree.remove(key).map_err(unavailable)? {
+        let (_, bucket, _) = open_envelope(&old)?;
+        expiry
+            .remove(expiry_key(bucket, kind, key))
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Where the reverse index says that `client_key` was linked to `user`.
+fn link_key(user: &UserKey, client_key: &[u8; 16]) -> [u8; 48] {
+    let mut k = [0u8; 48];
+    k[..32].copy_from_slice(&user.index);
+    k[32..].copy_from_slice(client_key);
+    k
+}
+
+fn bridge_index_key(mark: &[u8; 16], bridge_key: &[u8; 32]) -> [u8; 48] {
+    let mut k = [0u8; 48];
+    k[..16].copy_from_slice(mark);
+    k[16..].copy_from_slice(bridge_key);
+    k
+}
+
+/// The expiry of reverse-index entries covering a record that expires at
+/// `expires_at`.
+fn link_until(expires_at: i64) -> i64 {
+    let e = expires_at.max(0);
+    (e + LINK_GRAIN - 1) / LINK_GRAIN * LINK_GRAIN
+}
+
+fn stripe_of(key: &[u8]) -> usize {
+    key.first().copied().unwrap_or(0) as usize % STRIPES
+}
+
+/// The users a write links its client to: the record's and the new ones.
+fn users_of(w: &ClientWrite<'_>) -> Vec<UserKey> {
+    let mut users = w.record.user_keys.clone();
+    for k in w.link {
+        if !users.contains(k) {
+            users.push(*k);
+        }
+    }
+    users
+}
+
+/// Removes `ids` from `user`'s index of recent clients, keeping the index
+/// (and its expiry) for the clients that remain.
+fn drop_from_index(
+    users: &TransactionalTree,
+    expiry: &TransactionalTree,
+    sealer: &Sealer,
+    user: &UserKey,
+    ids: &[ClientId],
+    now: i64,
+) -> TxResult<()> {
+    let abort = ConflictableTransactionError::Abort;
+    let Some(v) = users.get(user.index)? else {
+        return Ok(());
+    };
+    let (exp, _, body) = open_envelope(&v).map_err(abort)?;
+    let cipher = sealer.user_cipher(user);
+    let mut list: Vec<UserEntry> = unseal(&cipher, &user.index, body)
+        .and_then(|plain| decode(&plain))
+        .map_err(abort)?;
+    let before = list.len();
+    list.retain(|e| !ids.contains(&e.client_id));
+    if list.is_empty() || exp <= now {
+        remove_ttl(users, expiry, KIND_USER, &user.index)?;
+    } else if list.len() != before {
+        put_ttl(
+            users,
+            expiry,
+            KIND_USER,
+            &user.index,
+            &seal(&cipher, &user.index, &encode(&list)),
+            exp,
+            now,
+        )?;
+    }
+    Ok(())
 }
 
 fn live(v: &[u8], now: i64) -> Result<Option<&[u8]>, StoreError> {
@@ -272,8 +396,11 @@ impl SledStore {
         let store = Self {
             clients: tree("clients")?,
             users: tree("users")?,
+            links: tree("links")?,
             tokens: tree("tokens")?,
             bridge: tree("bridge")?,
+            erased: tree("erased")?,
+            bridge_by_client: tree("bridge_by_client")?,
             expiry: tree("expiry")?,
             commit: None,
             stripes: Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(()))),
@@ -316,8 +443,135 @@ impl SledStore {
     }
 
     fn stripe(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
-        let i = key.first().copied().unwrap_or(0) as usize % STRIPES;
-        self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
+        self.stripes[stripe_of(key)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a live tombstone is stored under `mark`.
+    fn tombstoned(&self, mark: &[u8; 16], now: i64) -> Result<bool, StoreError> {
+        match self.erased.get(mark).map_err(unavailable)? {
+            Some(v) => Ok(live(&v, now)?.is_some()),
+            None => Ok(false),
+        }
+    }
+
+    /// Every client the user was ever linked to within the retention: the
+    /// reverse index, and the index of recent clients (which may name
+    /// clients linked before the reverse index existed).
+    fn linked_clients(&self, key: &UserKey) -> Result<(bool, Vec<ClientId>), StoreError> {
+        let cipher = self.sealer.user_cipher(key);
+        let mut ids = Vec::new();
+        for item in self.links.scan_prefix(key.index) {
+            let (k, v) = item.map_err(unavailable)?;
+            let (_, _, body) = open_envelope(&v)?;
+            let id: ClientId = decode(&unseal(&cipher, &k, body)?)?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        let mut found = !ids.is_empty();
+        if let Some(v) = self.users.get(key.index).map_err(unavailable)? {
+            found = true;
+            let (_, _, body) = open_envelope(&v)?;
+            let list: Vec<UserEntry> = decode(&unseal(&cipher, &key.index, body)?)?;
+            for e in list {
+                if !ids.contains(&e.client_id) {
+                    ids.push(e.client_id);
+                }
+            }
+        }
+        Ok((found, ids))
+    }
+
+    /// The synchronous part of erasure: tombstones, records, links and
+    /// indexes in one transaction, under the write locks of the clients.
+    fn erase_clients(
+        &self,
+        key: &UserKey,
+        ids: &[ClientId],
+        now: i64,
+        tombstone_until: i64,
+    ) -> Result<u32, StoreError> {
+        let client_keys: Vec<[u8; 16]> = ids.iter().map(|&id| self.sealer.client_key(id)).collect();
+        let marks: Vec<[u8; 16]> = ids.iter().map(|&id| self.sealer.mark(id)).collect();
+        let mut stripes: Vec<usize> = client_keys.iter().map(|k| stripe_of(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        // In ascending order, as no other path holds more than one.
+        let _held: Vec<_> = stripes
+            .iter()
+            .map(|&i| self.stripes[i].lock().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        (
+            &self.clients,
+            &self.users,
+            &self.links,
+            &self.erased,
+            &self.expiry,
+        )
+            .transaction(|(clients, users, links, erased, expiry)| {
+                let abort = ConflictableTransactionError::Abort;
+                let mut count = 0;
+                for ((&id, ck), mark) in ids.iter().zip(&client_keys).zip(&marks) {
+                    put_ttl(
+                        erased,
+                        expiry,
+                        KIND_TOMBSTONE,
+                        mark,
+                        &[],
+                        tombstone_until,
+                        now,
+                    )?;
+                    remove_ttl(links, expiry, KIND_LINK, &link_key(key, ck))?;
+                    let Some((exp, body)) = remove_ttl(clients, expiry, KIND_CLIENT, ck)? else {
+                        continue;
+                    };
+                    if exp > now {
+                        count += 1;
+                    }
+                    let rec: ClientRecord = unseal(&self.sealer.client_cipher(id), ck, &body)
+                        .and_then(|plain| decode(&plain))
+                        .map_err(abort)?;
+                    for other in rec.user_keys.iter().filter(|k| *k != key) {
+                        remove_ttl(links, expiry, KIND_LINK, &link_key(other, ck))?;
+                        drop_from_index(users, expiry, &self.sealer, other, &[id], now)?;
+                    }
+                }
+                drop_from_index(users, expiry, &self.sealer, key, ids, now)?;
+                Ok(count)
+            })
+            .map_err(tx_error)
+    }
+
+    /// Removes the bridge entries that name `id`, and their index entries.
+    fn drop_bridges_of(&self, id: ClientId) -> Result<(), StoreError> {
+        let mark = self.sealer.mark(id);
+        let indexed: Vec<sled::IVec> = self
+            .bridge_by_client
+            .scan_prefix(mark)
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        for ik in indexed {
+            let Ok(bkey) = <[u8; 32]>::try_from(&ik[16..]) else {
+                continue;
+            };
+            let _stripe = self.stripe(&bkey);
+            if let Some(v) = self.bridge.get(bkey).map_err(unavailable)? {
+                let (_, _, body) = open_envelope(&v)?;
+                // Another client's entry may have replaced it under the same
+                // key since; one that does not open goes too.
+                let names = unseal(&self.sealer.bridge_cipher(&bkey), &bkey, body)
+                    .and_then(|plain| decode::<BridgeEntry>(&plain))
+                    .map_or(true, |e| e.identity.client_id == id);
+                if names {
+                    remove_plain(&self.bridge, &self.expiry, KIND_BRIDGE, &bkey)?;
+                }
+            }
+            remove_plain(&self.bridge_by_client, &self.expiry, KIND_BRIDGE_INDEX, &ik)?;
+        }
+        Ok(())
     }
 
     /// Resolves once the writes made so far are durable as configured.
@@ -359,13 +613,39 @@ impl Store for SledStore {
         }
     }
 
-    async fn put_client(&self, w: ClientWrite<'_>) -> Result<(), StoreError> {
+    async fn put_client(&self, w: ClientWrite<'_>) -> Result<Put, StoreError> {
         let now = w.record.identity.last_seen;
         let id = w.record.identity.client_id;
         let key = self.sealer.client_key(id);
+        let mark = self.sealer.mark(id);
         let body = seal(&self.sealer.client_cipher(id), &key, &encode(w.record));
-        let _stripe = self.stripe(&key);
-        if w.link.is_empty() {
+        let until = link_until(w.expires_at);
+        // The reverse-index entries of this client, sealed under each
+        // user's key.
+        let links: Vec<([u8; 48], Vec<u8>)> = users_of(&w)
+            .iter()
+            .map(|user| {
+                let lk = link_key(user, &key);
+                let sealed = seal(&self.sealer.user_cipher(user), &lk, &encode(&id));
+                (lk, sealed)
+            })
+            .collect();
+        let put = if w.link.is_empty() {
+            let _stripe = self.stripe(&key);
+            if self.tombstoned(&mark, now)? {
+                return Ok(Put::Erased);
+            }
+            // The reverse index first: a crash between the two leaves an
+            // entry that outlives its record, never a record it misses.
+            for (lk, sealed) in &links {
+                let covered = match self.links.get(lk).map_err(unavailable)? {
+                    Some(v) => open_envelope(&v)?.0 >= w.expires_at,
+                    None => false,
+                };
+                if !covered {
+                    put_plain(&self.links, &self.expiry, KIND_LINK, lk, sealed, until, now)?;
+                }
+            }
             put_plain(
                 &self.clients,
                 &self.expiry,
@@ -375,47 +655,69 @@ impl Store for SledStore {
                 w.expires_at,
                 now,
             )?;
-            drop(_stripe);
-            return self.durable().await;
-        }
-        let entry = UserEntry {
-            client_id: w.record.identity.client_id,
-            linked_at: now,
-        };
-        (&self.clients, &self.users, &self.expiry)
-            .transaction(|(clients, users, expiry)| {
-                put_ttl(clients, expiry, KIND_CLIENT, &key, &body, w.expires_at, now)?;
-                for user in w.link {
-                    let cipher = self.sealer.user_cipher(user);
-                    let mut list: Vec<UserEntry> = match users.get(user.index)? {
-                        Some(v) => {
-                            match live(&v, now).map_err(ConflictableTransactionError::Abort)? {
+            Put::Stored
+        } else {
+            let entry = UserEntry {
+                client_id: id,
+                linked_at: now,
+            };
+            let _stripe = self.stripe(&key);
+            (
+                &self.clients,
+                &self.users,
+                &self.links,
+                &self.erased,
+                &self.expiry,
+            )
+                .transaction(|(clients, users, links_tx, erased, expiry)| {
+                    let abort = ConflictableTransactionError::Abort;
+                    if let Some(v) = erased.get(mark)? {
+                        if live(&v, now).map_err(abort)?.is_some() {
+                            return Ok(Put::Erased);
+                        }
+                    }
+                    put_ttl(clients, expiry, KIND_CLIENT, &key, &body, w.expires_at, now)?;
+                    for user in w.link {
+                        let cipher = self.sealer.user_cipher(user);
+                        let mut list: Vec<UserEntry> = match users.get(user.index)? {
+                            Some(v) => match live(&v, now).map_err(abort)? {
                                 Some(body) => unseal(&cipher, &user.index, body)
                                     .and_then(|plain| decode(&plain))
-                                    .map_err(ConflictableTransactionError::Abort)?,
+                                    .map_err(abort)?,
                                 None => Vec::new(),
-                            }
+                            },
+                            None => Vec::new(),
+                        };
+                        list.retain(|e| e.client_id != entry.client_id);
+                        list.insert(0, entry);
+                        list.truncate(w.history.max(1));
+                        put_ttl(
+                            users,
+                            expiry,
+                            KIND_USER,
+                            &user.index,
+                            &seal(&cipher, &user.index, &encode(&list)),
+                            w.expires_at,
+                            now,
+                        )?;
+                    }
+                    for (lk, sealed) in &links {
+                        let covered = match links_tx.get(lk)? {
+                            Some(v) => open_envelope(&v).map_err(abort)?.0 >= w.expires_at,
+                            None => false,
+                        };
+                        if !covered {
+                            put_ttl(links_tx, expiry, KIND_LINK, lk, sealed, until, now)?;
                         }
-                        None => Vec::new(),
-                    };
-                    list.retain(|e| e.client_id != entry.client_id);
-                    list.insert(0, entry);
-                    list.truncate(w.history.max(1));
-                    put_ttl(
-                        users,
-                        expiry,
-                        KIND_USER,
-                        &user.index,
-                        &seal(&cipher, &user.index, &encode(&list)),
-                        w.expires_at,
-                        now,
-                    )?;
-                }
-                Ok(())
-            })
-            .map_err(tx_error)?;
-        drop(_stripe);
-        self.durable().await
+                    }
+                    Ok(Put::Stored)
+                })
+                .map_err(tx_error)?
+        };
+        if put == Put::Stored {
+            self.durable().await?;
+        }
+        Ok(put)
     }
 
     async fn lookup_user(&self, key: UserKey, now: i64) -> Result<Vec<UserEntry>, StoreError> {
@@ -428,39 +730,31 @@ impl Store for SledStore {
         }
     }
 
-    async fn forget_user(&self, key: UserKey) -> Result<Erased, StoreError> {
-        let erased = (&self.clients, &self.users, &self.expiry)
-            .transaction(|(clients, users, expiry)| {
-                let Some(list) = remove_ttl(users, expiry, KIND_USER, &key.index)? else {
-                    return Ok(Erased::default());
-                };
-                let list: Vec<UserEntry> =
-                    unseal(&self.sealer.user_cipher(&key), &key.index, &list)
-                        .and_then(|plain| decode(&plain))
-                        .map_err(ConflictableTransactionError::Abort)?;
-                let mut erased = Erased {
-                    found: true,
-                    clients: 0,
-                };
-                for entry in list {
-                    let at = self.sealer.client_key(entry.client_id);
-                    let Some(body) = remove_ttl(clients, expiry, KIND_CLIENT, &at)? else {
-                        continue;
-                    };
-                    erased.clients += 1;
-                    let rec: ClientRecord =
-                        unseal(&self.sealer.client_cipher(entry.client_id), &at, &body)
-                            .and_then(|plain| decode(&plain))
-                            .map_err(ConflictableTransactionError::Abort)?;
-                    for other in rec.user_keys.iter().filter(|k| **k != key) {
-                        remove_ttl(users, expiry, KIND_USER, &other.index)?;
-                    }
-                }
-                Ok(erased)
-            })
-            .map_err(tx_error)?;
+    async fn forget_user(
+        &self,
+        key: UserKey,
+        now: i64,
+        tombstone_until: i64,
+    ) -> Result<Erased, StoreError> {
+        let (found, ids) = self.linked_clients(&key)?;
+        if !found {
+            return Ok(Erased::default());
+        }
+        let clients = self.erase_clients(&key, &ids, now, tombstone_until)?;
+        // After the tombstones: a bridge entry indexed before this scan is
+        // found by it; one indexed after it sees its client's tombstone.
+        for &id in &ids {
+            self.drop_bridges_of(id)?;
+        }
         self.durable().await?;
-        Ok(erased)
+        Ok(Erased {
+            found: true,
+            clients,
+        })
+    }
+
+    async fn is_erased(&self, id: ClientId, now: i64) -> Result<bool, StoreError> {
+        self.tombstoned(&self.sealer.mark(id), now)
     }
 
     async fn claim_token(
@@ -509,6 +803,8 @@ impl Store for SledStore {
         expires_at: i64,
     ) -> Result<(), StoreError> {
         let now = entry.created_at;
+        let mark = self.sealer.mark(entry.identity.client_id);
+        let ik = bridge_index_key(&mark, &key);
         {
             let _stripe = self.stripe(&key);
             let mut entry = std::borrow::Cow::Borrowed(entry);
@@ -523,6 +819,17 @@ impl Store for SledStore {
                 }
             }
             let body = seal(&self.sealer.bridge_cipher(&key), &key, &encode(&*entry));
+            // Indexed, written, then checked: an erasure tombstones before
+            // it scans the index, so one of the two sees the other.
+            put_plain(
+                &self.bridge_by_client,
+                &self.expiry,
+                KIND_BRIDGE_INDEX,
+                &ik,
+                &[],
+                expires_at,
+                now,
+            )?;
             put_plain(
                 &self.bridge,
                 &self.expiry,
@@ -532,6 +839,10 @@ impl Store for SledStore {
                 expires_at,
                 now,
             )?;
+            if self.tombstoned(&mark, now)? {
+                remove_plain(&self.bridge, &self.expiry, KIND_BRIDGE, &key)?;
+                remove_plain(&self.bridge_by_client, &self.expiry, KIND_BRIDGE_INDEX, &ik)?;
+            }
         }
         if entry.token_id != [0; 16] {
             // token id -> the bridge keys recorded with it (hashes only).
@@ -631,31 +942,39 @@ impl Store for SledStore {
                 &self.users,
                 &self.tokens,
                 &self.bridge,
+                &self.links,
+                &self.erased,
+                &self.bridge_by_client,
                 &self.expiry,
             )
-                .transaction(|(clients, users, tokens, bridge, expiry)| {
-                    let mut n = 0;
-                    for k in &due {
-                        expiry.remove(k)?;
-                        let tree = match k.get(8) {
-                            Some(&KIND_CLIENT) => clients,
-                            Some(&KIND_USER) => users,
-                            Some(&KIND_TOKEN) => tokens,
-                            Some(&KIND_BRIDGE) => bridge,
-                            _ => continue,
-                        };
-                        let key = &k[9..];
-                        if let Some(v) = tree.get(key)? {
-                            let (exp, _, _) =
-                                open_envelope(&v).map_err(ConflictableTransactionError::Abort)?;
-                            if exp <= now {
-                                tree.remove(key)?;
-                                n += 1;
+                .transaction(
+                    |(clients, users, tokens, bridge, links, erased, by_client, expiry)| {
+                        let mut n = 0;
+                        for k in &due {
+                            expiry.remove(k)?;
+                            let tree = match k.get(8) {
+                                Some(&KIND_CLIENT) => clients,
+                                Some(&KIND_USER) => users,
+                                Some(&KIND_TOKEN) => tokens,
+                                Some(&KIND_BRIDGE) => bridge,
+                                Some(&KIND_LINK) => links,
+                                Some(&KIND_TOMBSTONE) => erased,
+                                Some(&KIND_BRIDGE_INDEX) => by_client,
+                                _ => continue,
+                            };
+                            let key = &k[9..];
+                            if let Some(v) = tree.get(key)? {
+                                let (exp, _, _) = open_envelope(&v)
+                                    .map_err(ConflictableTransactionError::Abort)?;
+                                if exp <= now {
+                                    tree.remove(key)?;
+                                    n += 1;
+                                }
                             }
                         }
-                    }
-                    Ok(n)
-                })
+                        Ok(n)
+                    },
+                )
                 .map_err(tx_error)?;
             removed += n;
             tokio::task::yield_now().await;
@@ -675,6 +994,76 @@ impl Store for SledStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// One stored value of a data directory, unsealed (test support).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct UnsealedRecord {
+    pub tree: String,
+    pub key: Vec<u8>,
+    /// The value as the service wrote it before sealing (JSON, a counter,
+    /// or empty); None when it could not be opened with what was given.
+    pub plain: Option<Vec<u8>>,
+}
+
+/// Opens a stopped server's data directory and unseals every value of
+/// every tree with the key file's `store_seal` key. A client record opens
+/// only with its client id and a user's entries only with its user key, so
+/// the caller names every client and user that may be stored: a value left
+/// unopened (`plain: None`) is one the caller did not expect. Test support:
+/// it shows what erasure left, which the sealing hides from a byte scan.
+#[doc(hidden)]
+pub fn unseal_every_record(
+    dir: &Path,
+    seal_key: &crate::keys::Secret,
+    clients: &[ClientId],
+    users: &[UserKey],
+) -> Result<Vec<UnsealedRecord>, StoreError> {
+    let sealer = Sealer::new(seal_key);
+    let db = sled::Config::new().path(dir).open().map_err(unavailable)?;
+    let client_for = |k: &[u8]| {
+        clients
+            .iter()
+            .find(|&&c| sealer.client_key(c) == k)
+            .copied()
+    };
+    let user_for = |k: &[u8]| users.iter().find(|u| u.index[..] == k[..k.len().min(32)]);
+    let mut out = Vec::new();
+    for name in db.tree_names() {
+        let tree = db.open_tree(&name).map_err(unavailable)?;
+        let tree_name = String::from_utf8_lossy(&name).into_owned();
+        for item in tree.iter() {
+            let (k, v) = item.map_err(unavailable)?;
+            let body = || open_envelope(&v).map(|(_, _, b)| b.to_vec()).ok();
+            let plain = match tree_name.as_str() {
+                "clients" => {
+                    client_for(&k).and_then(|c| unseal(&sealer.client_cipher(c), &k, &body()?).ok())
+                }
+                "users" | "links" => {
+                    user_for(&k).and_then(|u| unseal(&sealer.user_cipher(u), &k, &body()?).ok())
+                }
+                // A token's index entry holds bridge keys (hashes) only.
+                "bridge" if k.len() == 17 && k[0] == b't' => body(),
+                "bridge" => <[u8; 32]>::try_from(&k[..])
+                    .ok()
+                    .and_then(|bk| unseal(&sealer.bridge_cipher(&bk), &k, &body()?).ok()),
+                // Counters, and entries whose key is all they hold.
+                "tokens" | "erased" | "bridge_by_client" => body(),
+                // The expiry index holds keys only.
+                "expiry" => Some(v.to_vec()),
+                // A tree this function does not know: only an empty value
+                // counts as opened.
+                _ => v.is_empty().then(Vec::new),
+            };
+            out.push(UnsealedRecord {
+                tree: tree_name.clone(),
+                key: k.to_vec(),
+                plain,
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -790,6 +1179,66 @@ mod tests {
         assert_eq!(store.expiry.len(), 0, "no stray index entry");
     }
 
+    /// Writers hammer a client while its user is erased: the erasure holds
+    /// the client's write lock, so a write lands before it (and is erased)
+    /// or after it (and is refused), never in between.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_erasure_racing_writes_leaves_nothing() {
+        let (_dir, store) = temp_store(Durability::Interval);
+        let user = UserKey::from_parts([3; 32], [33; 32]);
+        for round in 0..20u32 {
+            let id = ClientId::from_parts(round + 1, 1000);
+            let mut rec = record(id, 1000);
+            rec.user_keys = vec![user];
+            fn w<'a>(rec: &'a ClientRecord, link: &'a [UserKey]) -> ClientWrite<'a> {
+                ClientWrite {
+                    record: rec,
+                    link,
+                    expires_at: 100_000,
+                    history: 5,
+                }
+            }
+            let linked = [user];
+            assert_eq!(
+                store.put_client(w(&rec, &linked)).await.unwrap(),
+                Put::Stored
+            );
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let writers: Vec<_> = (0..3)
+                .map(|n| {
+                    let (store, rec, stop) = (store.clone(), rec.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        let mut i = 0u32;
+                        while !stop.load(Ordering::Relaxed) {
+                            let link = if (n + i) % 4 == 0 { &linked[..] } else { &[] };
+                            store.put_client(w(&rec, link)).await.unwrap();
+                            i += 1;
+                        }
+                    })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let erased = store.forget_user(user, 1000, 2000).await.unwrap();
+            assert_eq!(erased.clients, 1, "round {round}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            stop.store(true, Ordering::Relaxed);
+            for t in writers {
+                t.await.unwrap();
+            }
+            assert_eq!(
+                store.get_client(id, 1000).await.unwrap(),
+                None,
+                "round {round}"
+            );
+            assert!(store.lookup_user(user, 1000).await.unwrap().is_empty());
+            assert_eq!(
+                store.links.scan_prefix(user.index).count(),
+                0,
+                "round {round}: a reverse-index entry outlived its client"
+            );
+        }
+    }
+
     /// Of many concurrent arrivals for one bridge entry, exactly one gets it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_bridge_entry_is_taken_once() {
@@ -819,6 +1268,11 @@ mod tests {
             }
         }
         assert_eq!(taken, 1);
-        assert_eq!(store.bridge.len() + store.expiry.len(), 0);
+        assert_eq!(store.bridge.len(), 0);
+        // The entry's index by client stays until it expires with it.
+        assert_eq!(store.bridge_by_client.len(), 1);
+        assert_eq!(store.expiry.len(), 1);
+        assert_eq!(store.sweep(2000).await.unwrap(), 1);
+        assert_eq!(store.bridge_by_client.len() + store.expiry.len(), 0);
     }
 }

@@ -311,6 +311,40 @@ impl Drop for Redis {
     }
 }
 
+/// Every key and every value held by the Redis servers on `ports` (each
+/// node of a cluster: a node's scan lists the keys it holds), read by type:
+/// strings whole, sorted sets with their scores, sets, hashes and lists.
+pub fn redis_dump(ports: &[u16]) -> String {
+    let cli = |port: u16, args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut all = String::new();
+    for &port in ports {
+        let keys = cli(port, &["--scan", "--pattern", "*"]);
+        for k in keys.lines() {
+            all.push_str(k);
+            all.push('\n');
+            let value = match cli(port, &["TYPE", k]).trim() {
+                "string" => cli(port, &["GET", k]),
+                "zset" => cli(port, &["ZRANGE", k, "0", "-1", "WITHSCORES"]),
+                "set" => cli(port, &["SMEMBERS", k]),
+                "hash" => cli(port, &["HGETALL", k]),
+                "list" => cli(port, &["LRANGE", k, "0", "-1"]),
+                // Expired between the scan and the read.
+                "none" => String::new(),
+                other => panic!("unexpected key type {other} for {k}"),
+            };
+            all.push_str(&value);
+        }
+    }
+    all
+}
+
 /// A three-node Redis Cluster on loopback (no replicas, no persistence).
 pub struct RedisCluster {
     nodes: Vec<Child>,
