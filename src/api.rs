@@ -153,8 +153,8 @@ fn identity(i: &Identity) -> pb::Identity {
         session_id: i.session_id,
         session_number: i.session_number,
         user_id: i.user_id.clone().unwrap_or_default(),
-        first_seen_unix: i.first_seen(),
-        last_seen_unix: i.last_seen,
+        first_seen_unix_seconds: i.first_seen(),
+        last_seen_unix_seconds: i.last_seen,
     }
 }
 
@@ -164,6 +164,7 @@ fn method(m: Method) -> pb::ResolutionMethod {
         Method::Cookie => P::Cookie,
         Method::HandoffToken => P::HandoffToken,
         Method::UserId => P::UserId,
+        Method::Email => P::Email,
         Method::ReferrerBridge => P::ReferrerBridge,
         Method::SessionIdParameter => P::SessionIdParameter,
         Method::GaCookie => P::GaCookie,
@@ -193,13 +194,39 @@ fn rejection(r: Rejection) -> pb::RejectionReason {
     }
 }
 
+/// The kind of evidence (or request field) a rejection is about.
+fn evidence_kind(s: Source) -> pb::EvidenceKind {
+    use pb::EvidenceKind as K;
+    match s {
+        Source::Evidence(m) => match m {
+            Method::Cookie => K::OwnCookie,
+            Method::HandoffToken => K::HandoffToken,
+            Method::UserId => K::UserId,
+            Method::Email => K::Email,
+            Method::GaLinker => K::GaLinker,
+            Method::GaCookie => K::GaCookie,
+            Method::ReferrerBridge => K::ReferrerBridge,
+            Method::SessionIdParameter => K::SessionIdParameter,
+            Method::New | Method::NoConsent => K::Unspecified,
+        },
+        Source::Input(i) => match i {
+            crate::identity::Input::Url => K::Url,
+            crate::identity::Input::Referer => K::Referer,
+            crate::identity::Input::UserAgent => K::UserAgent,
+            crate::identity::Input::CookieHeader => K::CookieHeader,
+            crate::identity::Input::AcceptLanguage => K::AcceptLanguage,
+            crate::identity::Input::ClientIp => K::ClientIp,
+        },
+    }
+}
+
 fn rejected(r: &Rejected) -> pb::RejectedEvidence {
-    let (source, field) = match r.source {
-        Source::Evidence(m) => (method(m), String::new()),
-        Source::Input(i) => (pb::ResolutionMethod::Unspecified, i.field().to_string()),
+    let field = match r.source {
+        Source::Evidence(_) => String::new(),
+        Source::Input(i) => i.field().to_string(),
     };
     pb::RejectedEvidence {
-        source: source as i32,
+        kind: evidence_kind(r.source) as i32,
         reason: rejection(r.reason) as i32,
         detail: r.detail.clone(),
         field,
@@ -212,7 +239,8 @@ pub(crate) fn cookie(c: &SetCookie) -> pb::Cookie {
         value: c.value.clone(),
         domain: c.domain.clone().unwrap_or_default(),
         path: c.path.clone(),
-        max_age_seconds: c.max_age_secs,
+        // Every cookie this service sets is persistent or a deletion.
+        max_age_seconds: Some(c.max_age_secs),
         secure: c.secure,
         http_only: c.http_only,
         same_site: match c.same_site {
@@ -263,6 +291,9 @@ impl<S: Store> Api<S> {
             cookies: full.cookies,
             new_session: full.new_session,
             rejected: full.rejected,
+            confidence: full.confidence,
+            new_client: full.new_client,
+            persisted: full.persisted,
         }))
     }
 
@@ -293,6 +324,14 @@ impl<S: Store> Api<S> {
                 }
             }
         };
+        let user = match self.service.user_input(&req.user_id, &req.email, "") {
+            Ok(u) => u,
+            Err(ServiceError::Invalid(v)) => {
+                bad.extend(v);
+                Default::default()
+            }
+            Err(e) => return Err(e.into()),
+        };
         let ctx = self.context(req.context.as_ref(), bad)?;
         let destination = destination.expect("a bad destination is reported above");
         let h = self
@@ -306,15 +345,23 @@ impl<S: Store> Api<S> {
                 passive_ttl_secs: req.passive_ttl_seconds,
                 bind_user_agent: req.bind_user_agent,
                 ga_linker_tz: req.ga_linker_timezone_offset,
-                ga_linker_client_time_ms: req.ga_linker_client_time_ms,
+                ga_linker_client_time_ms: req.ga_linker_client_unix_millis,
+                user,
             })
             .await?;
+        let source = resolution(&h.source);
         Ok(Response::new(pb::RecordHandoffResponse {
             token: h.token,
             decorated_url: h.decorated_url,
-            expires_at_unix: h.expires_at,
-            identity: Some(identity(&h.source.identity)),
-            cookies: h.source.cookies.iter().map(cookie).collect(),
+            expires_at_unix_seconds: h.expires_at,
+            passive_expires_at_unix_seconds: h.passive_expires_at,
+            identity: source.identity,
+            cookies: source.cookies,
+            method: source.method,
+            confidence: source.confidence,
+            new_session: source.new_session,
+            new_client: source.new_client,
+            rejected: source.rejected,
         }))
     }
 
@@ -489,5 +536,33 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
             self.forget_user_inner(request),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The order the proto documents is the order the service applies.
+    #[test]
+    fn the_documented_evidence_order_is_the_precedence() {
+        let proto = include_str!("../proto/sessionbridge/v1/sessionbridge.proto");
+        let line = proto
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("// Order: "))
+            .expect("an `// Order:` line in the proto");
+        let documented: Vec<&str> = line.split(", ").collect();
+        let applied: Vec<String> = crate::identity::PRECEDENCE
+            .iter()
+            .map(|&m| match m {
+                // One step reads the user id's index, then the email's.
+                Method::UserId => "USER_ID/EMAIL".to_string(),
+                m => method(m)
+                    .as_str_name()
+                    .trim_start_matches("RESOLUTION_METHOD_")
+                    .to_string(),
+            })
+            .collect();
+        assert_eq!(documented, applied);
     }
 }

@@ -30,6 +30,8 @@ pub struct HandoffInput {
     pub bind_user_agent: bool,
     /// The visitor's time-zone offset, to also write a `_gl` parameter.
     pub ga_linker_tz: Option<i32>,
+    /// The user the source site's login names, linked as on a page view.
+    pub user: crate::service::UserInput,
     /// The visitor's `Date.now()` (ms), the clock the `_gl` is checked
     /// against on the destination.
     pub ga_linker_client_time_ms: Option<i64>,
@@ -41,6 +43,8 @@ pub struct Handoff {
     pub token: String,
     pub decorated_url: String,
     pub expires_at: i64,
+    /// When passive calls stop being answered from the token.
+    pub passive_expires_at: i64,
     /// The source-side resolution (identity and cookies to set there).
     pub source: Resolution,
 }
@@ -183,7 +187,10 @@ impl<S: Store> Service<S> {
         let now = self.now();
         let limits = check(self, &input, now)?;
         let req = Parsed::new(&input.ctx);
-        let page_view = ResolveInput::page_view(input.ctx.clone());
+        let page_view = ResolveInput {
+            user: input.user.clone(),
+            ..ResolveInput::page_view(input.ctx.clone())
+        };
         let source = self
             .resolve_parsed(&req, &page_view, PRECEDENCE, now)
             .await?;
@@ -229,6 +236,7 @@ impl<S: Store> Service<S> {
             token: sealed,
             decorated_url: decorated.into(),
             expires_at,
+            passive_expires_at: now + i64::from(limits.passive_ttl),
             source,
         })
     }

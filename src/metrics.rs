@@ -108,6 +108,7 @@ fn method_label(m: Method) -> &'static str {
         Method::HandoffToken => "token",
         Method::GaLinker => "ga_linker",
         Method::UserId => "user_id",
+        Method::Email => "email",
         Method::GaCookie => "ga_cookie",
         Method::ReferrerBridge => "bridge",
         Method::SessionIdParameter => "session_id_param",

@@ -141,7 +141,7 @@ async fn forged_and_foreign_cookies_are_rejected_with_a_reason() {
         assert_eq!(r.method(), ResolutionMethod::New, "{host} {header}");
         assert_ne!(r.identity.unwrap().client_id, client_id);
         assert_eq!(r.rejected.len(), 1);
-        assert_eq!(r.rejected[0].source(), ResolutionMethod::Cookie);
+        assert_eq!(r.rejected[0].kind(), pb::EvidenceKind::OwnCookie);
         assert_eq!(r.rejected[0].reason(), reason);
         assert!(
             !r.rejected[0].detail.contains(&value),
@@ -422,7 +422,7 @@ async fn denied_consent_stores_nothing_and_sets_no_cookie() {
     );
     // The only cookie is the deletion of the one the browser had.
     assert_eq!(r.cookies.len(), 1);
-    assert_eq!(r.cookies[0].max_age_seconds, 0);
+    assert_eq!(r.cookies[0].max_age_seconds, Some(0));
     assert_eq!(r.cookies[0].value, "");
     let err = c
         .lookup_by_user(pb::LookupByUserRequest {
@@ -539,7 +539,7 @@ async fn hits_that_only_touch_are_written_once_the_stored_time_is_old() {
             .await
             .unwrap()
             .into_inner();
-        let t0 = login.identity.unwrap().last_seen_unix;
+        let t0 = login.identity.unwrap().last_seen_unix_seconds;
         // Into the next second.
         server.advance(1);
         let hit = c
@@ -554,7 +554,7 @@ async fn hits_that_only_touch_are_written_once_the_stored_time_is_old() {
         assert!(!hit.new_session);
         let seen = hit.identity.unwrap();
         assert!(
-            seen.last_seen_unix > t0,
+            seen.last_seen_unix_seconds > t0,
             "{name}: the answer has the hit's time"
         );
         assert_eq!(
@@ -572,9 +572,15 @@ async fn hits_that_only_touch_are_written_once_the_stored_time_is_old() {
             .identity
             .unwrap();
         if rewritten {
-            assert_eq!(stored.last_seen_unix, seen.last_seen_unix, "{name}");
+            assert_eq!(
+                stored.last_seen_unix_seconds, seen.last_seen_unix_seconds,
+                "{name}"
+            );
         } else {
-            assert_eq!(stored.last_seen_unix, t0, "{name}: not rewritten yet");
+            assert_eq!(
+                stored.last_seen_unix_seconds, t0,
+                "{name}: not rewritten yet"
+            );
         }
         // The next hit with the refreshed cookie continues the same session
         // either way.

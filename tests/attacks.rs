@@ -230,14 +230,14 @@ async fn attacks(store: &[String]) {
         reasons(&r).contains(&RejectionReason::FromTheFuture),
         "{r:?}"
     );
-    assert!(r.identity.clone().unwrap().last_seen_unix <= server.clock.now());
+    assert!(r.identity.clone().unwrap().last_seen_unix_seconds <= server.clock.now());
     let h = c
         .record_handoff(leave(&cookie_header(&r.cookies), "203.0.113.70"))
         .await
         .unwrap()
         .into_inner();
     assert!(
-        h.expires_at_unix <= server.clock.now() + 120,
+        h.expires_at_unix_seconds <= server.clock.now() + 120,
         "a token's lifetime runs on the server's clock"
     );
 
@@ -265,7 +265,7 @@ async fn attacks(store: &[String]) {
         session_id: anon_id.session_id,
         session_number: anon_id.session_number,
         user_id: None,
-        last_seen: anon_id.last_seen_unix,
+        last_seen: anon_id.last_seen_unix_seconds,
     };
     let legacy = format!(
         "_sbid={}",
@@ -277,7 +277,7 @@ async fn attacks(store: &[String]) {
     let set: Vec<(&str, i64)> = r
         .cookies
         .iter()
-        .map(|c| (c.name.as_str(), c.max_age_seconds))
+        .map(|c| (c.name.as_str(), c.max_age_seconds.unwrap_or(-1)))
         .collect();
     assert!(set.contains(&("_sbid", 0)), "{set:?}");
     assert!(

@@ -230,10 +230,10 @@ async fn forget(c: &mut Client, user: &str) -> pb::ForgetUserResponse {
     .into_inner()
 }
 
-fn refused_as_erased(r: &pb::ResolveSessionResponse, source: ResolutionMethod) -> bool {
-    r.rejected.iter().any(|x| {
-        x.source() == source && x.reason() == RejectionReason::NotFound && x.detail == ERASED
-    })
+fn refused_as_erased(r: &pb::ResolveSessionResponse, kind: pb::EvidenceKind) -> bool {
+    r.rejected
+        .iter()
+        .any(|x| x.kind() == kind && x.reason() == RejectionReason::NotFound && x.detail == ERASED)
 }
 
 /// A user seen on 12 browsers, two more than the index keeps: all 12 are
@@ -271,7 +271,7 @@ async fn long_history(kind: Kind) {
         assert!(id.user_id.is_empty());
         assert_eq!(r.method(), ResolutionMethod::New);
         assert!(
-            refused_as_erased(&r, ResolutionMethod::Cookie),
+            refused_as_erased(&r, pb::EvidenceKind::OwnCookie),
             "{:?}",
             r.rejected
         );
@@ -394,7 +394,7 @@ async fn pending_token_and_bridge(kind: Kind) {
     let got = env.note(&r.identity);
     assert_eq!(r.method(), ResolutionMethod::New);
     assert!(
-        refused_as_erased(&r, ResolutionMethod::HandoffToken),
+        refused_as_erased(&r, pb::EvidenceKind::HandoffToken),
         "{:?}",
         r.rejected
     );

@@ -35,7 +35,7 @@ async fn existing_ga_cookies_are_adopted_not_reset() {
     assert_eq!(id.client_id, "1360384851.1661821242");
     assert_eq!((id.session_id, id.session_number), (start, 7));
     assert!(!minted.new_session);
-    assert_eq!(id.first_seen_unix, 1661821242);
+    assert_eq!(id.first_seen_unix_seconds, 1661821242);
     let ga = minted.cookies.iter().find(|c| c.name == "_ga").unwrap();
     assert_eq!(
         ga.value, "GA1.2.1360384851.1661821242",
@@ -131,7 +131,7 @@ async fn existing_ga_cookies_are_adopted_not_reset() {
             .unwrap()
             .into_inner();
         assert_eq!(r.method(), ResolutionMethod::New, "{bad}");
-        assert_eq!(r.rejected[0].source(), ResolutionMethod::GaCookie);
+        assert_eq!(r.rejected[0].kind(), pb::EvidenceKind::GaCookie);
         let want = if bad.contains("4102444800") {
             RejectionReason::FromTheFuture
         } else {
@@ -290,7 +290,7 @@ async fn a_gl_link_from_gtag_is_read() {
         .unwrap()
         .into_inner();
     assert_eq!(r.method(), ResolutionMethod::New);
-    assert_eq!(r.rejected[0].source(), ResolutionMethod::GaLinker);
+    assert_eq!(r.rejected[0].kind(), pb::EvidenceKind::GaLinker);
     assert_eq!(r.rejected[0].reason(), RejectionReason::FingerprintMismatch);
 }
 
@@ -381,7 +381,7 @@ async fn a_link_is_good_for_three_minutes_then_expires() {
         .unwrap()
         .into_inner();
     assert_eq!(r.method(), ResolutionMethod::New);
-    assert_eq!(r.rejected[0].source(), ResolutionMethod::GaLinker);
+    assert_eq!(r.rejected[0].kind(), pb::EvidenceKind::GaLinker);
     assert_eq!(
         r.rejected[0].reason(),
         RejectionReason::Expired,
@@ -463,7 +463,7 @@ async fn record_handoff_writes_a_gl_the_destination_reads() {
             context: Some(source.clone()),
             destination_url: "https://shop.partner.example/".into(),
             ga_linker_timezone_offset: Some(240),
-            ga_linker_client_time_ms: Some(device_ms),
+            ga_linker_client_unix_millis: Some(device_ms),
             ..Default::default()
         })
         .await
@@ -494,7 +494,7 @@ async fn record_handoff_writes_a_gl_the_destination_reads() {
                 context: Some(source.clone()),
                 destination_url: "https://shop.partner.example/".into(),
                 ga_linker_timezone_offset: Some(tz),
-                ga_linker_client_time_ms: client_ms,
+                ga_linker_client_unix_millis: client_ms,
                 ..Default::default()
             })
             .await

@@ -82,7 +82,7 @@ async fn metrics_show_the_stitch_rate_and_logs_hold_no_personal_data() {
         r#"sessionbridge_requests_total{rpc="ResolveSession",code="InvalidArgument"} 1"#,
         r#"sessionbridge_resolutions_total{method="token",source="brand.example"} 1"#,
         // The replay still resolves: by the email the first call linked.
-        r#"sessionbridge_resolutions_total{method="user_id",source="brand.example"} 1"#,
+        r#"sessionbridge_resolutions_total{method="email",source="brand.example"} 1"#,
         r#"sessionbridge_rejected_evidence_total{evidence="token",reason="replayed"} 1"#,
         r#"sessionbridge_request_duration_seconds_bucket{rpc="ResolveSession",le="+Inf"} 3"#,
         "sessionbridge_store_up 1",

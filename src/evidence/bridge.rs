@@ -91,7 +91,7 @@ pub async fn read<S: Store>(
         return Ok(None);
     }
     let age = (cx.now - entry.created_at).clamp(0, window);
-    let confidence = 0.9 - 0.3 * (age as f32 / window as f32);
+    let confidence = 0.9 - 0.3 * (age as f64 / window as f64);
     super::forgeable(
         cx,
         entry.identity,

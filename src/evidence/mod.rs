@@ -38,7 +38,7 @@ pub enum Trust {
 /// The trust of each kind of evidence.
 pub const fn trust(kind: Method) -> Trust {
     match kind {
-        Method::Cookie | Method::HandoffToken | Method::UserId => Trust::Verified,
+        Method::Cookie | Method::HandoffToken | Method::UserId | Method::Email => Trust::Verified,
         Method::GaLinker
         | Method::GaCookie
         | Method::ReferrerBridge
@@ -72,7 +72,7 @@ pub struct Input<'a> {
 pub struct Found {
     pub identity: Identity,
     pub method: Method,
-    pub confidence: f32,
+    pub confidence: f64,
     /// The record already stored for this client, if any.
     pub record: Option<ClientRecord>,
     /// The consent the evidence carries (tokens carry the source's).
@@ -85,7 +85,7 @@ impl Found {
     pub fn new(
         identity: Identity,
         method: Method,
-        confidence: f32,
+        confidence: f64,
         record: Option<ClientRecord>,
     ) -> Self {
         Self {
@@ -107,7 +107,7 @@ pub(crate) async fn forgeable<S: Store>(
     cx: &Cx<'_, S>,
     mut identity: Identity,
     method: Method,
-    confidence: f32,
+    confidence: f64,
     rejected: &mut Vec<Rejected>,
 ) -> Result<Option<Found>, StoreError> {
     let record = cx.store.get_client(identity.client_id, cx.now).await?;
@@ -140,7 +140,8 @@ pub async fn first<S: Store>(
         let found = match source {
             Method::Cookie => own_cookie::read(cx, input.req, rejected).await?,
             Method::HandoffToken => token::read(cx, input, rejected).await?,
-            Method::UserId => user::read(cx, input.user).await?,
+            // One step reads both: the user id's index, then the email's.
+            Method::UserId | Method::Email => user::read(cx, input.user).await?,
             Method::ReferrerBridge => bridge::read(cx, input.req, rejected).await?,
             Method::GaCookie => ga_cookie::read(cx, input.req, rejected).await?,
             Method::GaLinker => linker::read(cx, input.req, rejected).await?,
@@ -171,6 +172,7 @@ pub fn url_params(settings: &Settings) -> Vec<&str> {
             Method::SessionIdParameter => session_param::param(settings),
             Method::Cookie
             | Method::UserId
+            | Method::Email
             | Method::ReferrerBridge
             | Method::GaCookie
             | Method::New

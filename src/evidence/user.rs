@@ -12,9 +12,14 @@ pub async fn read<S: Store>(cx: &Cx<'_, S>, user: &UserInput) -> Result<Option<F
     for key in &user.keys {
         for entry in cx.store.lookup_user(*key, cx.now).await? {
             if let Some(record) = cx.store.get_client(entry.client_id, cx.now).await? {
+                let method = if user.email_key == Some(*key) {
+                    Method::Email
+                } else {
+                    Method::UserId
+                };
                 return Ok(Some(Found::new(
                     record.identity.clone(),
-                    Method::UserId,
+                    method,
                     1.0,
                     Some(record),
                 )));

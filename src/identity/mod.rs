@@ -44,8 +44,11 @@ pub enum Method {
     HandoffToken,
     /// GA4's `_gl` linker parameter, verified as gtag.js verifies it.
     GaLinker,
-    /// The most recent identity linked to the request's user id or email.
+    /// The most recent identity linked to the request's user id.
     UserId,
+    /// The most recent identity linked to the request's email (read in the
+    /// same step of the precedence as the user id).
+    Email,
     /// A recent hand-off from the referring site by the same browser and
     /// network (a heuristic).
     ReferrerBridge,
@@ -87,6 +90,7 @@ pub const ALL_KINDS: &[Method] = &[
     Method::HandoffToken,
     Method::GaLinker,
     Method::UserId,
+    Method::Email,
     Method::GaCookie,
     Method::ReferrerBridge,
     Method::SessionIdParameter,

@@ -44,6 +44,8 @@ pub struct UserInput {
     pub user_id: Option<String>,
     /// Index keys for the user id and the email, whichever were given.
     pub keys: Vec<UserKey>,
+    /// The email's key among `keys`, if an email was given.
+    pub email_key: Option<UserKey>,
 }
 
 /// A ResolveSession (or MintCookie) call.
@@ -77,7 +79,7 @@ impl ResolveInput {
 pub struct Resolution {
     pub identity: Identity,
     pub method: Method,
-    pub confidence: f32,
+    pub confidence: f64,
     pub new_session: bool,
     pub new_client: bool,
     pub cookies: Vec<SetCookie>,
@@ -170,9 +172,11 @@ impl<S: Store> Service<S> {
         }
         if !email.is_empty() {
             match privacy::normalize_email(email) {
-                Ok(e) => out
-                    .keys
-                    .push(privacy::user_key(&self.keys, UserRef::Email(&e))),
+                Ok(e) => {
+                    let key = privacy::user_key(&self.keys, UserRef::Email(&e));
+                    out.keys.push(key);
+                    out.email_key = Some(key);
+                }
                 Err(e) => {
                     violations.push(FieldViolation::new(format!("{prefix}email"), e.to_string()))
                 }

@@ -181,7 +181,7 @@ impl Browser {
             };
             self.jar
                 .retain(|(d, h, n, _)| !(d == &domain && *h == host_only && n == &c.name));
-            if c.max_age_seconds != 0 {
+            if c.max_age_seconds != Some(0) {
                 self.jar
                     .push((domain, host_only, c.name.clone(), c.value.clone()));
             }

@@ -64,7 +64,7 @@ function page(req, r) {
   const rejected = r.rejected
     .map(
       (x) =>
-        `<li>${short(x.source, 'RESOLUTION_METHOD_')}: ${short(x.reason, 'REJECTION_REASON_')} (${escape(x.detail)})</li>`,
+        `<li>${short(x.kind, 'EVIDENCE_KIND_')}: ${short(x.reason, 'REJECTION_REASON_')} (${escape(x.detail)})</li>`,
     )
     .join('');
   // The hand-off token has done its work: take it out of the address bar.

@@ -81,7 +81,7 @@ class Shop(BaseHTTPRequestHandler):
             pb.ResolveSessionRequest(context=self.context()), timeout=2
         )
         rejected = "".join(
-            f"<li>{method_name(x.source)}: "
+            f"<li>{pb.EvidenceKind.Name(x.kind).removeprefix('EVIDENCE_KIND_')}: "
             f"{pb.RejectionReason.Name(x.reason).removeprefix('REJECTION_REASON_')}"
             f" ({html.escape(x.detail)})</li>"
             for x in r.rejected
