@@ -9,6 +9,7 @@ mismatch.
 """
 
 import importlib
+import importlib.resources
 import sys
 import tempfile
 
@@ -19,9 +20,12 @@ from grpc_tools import protoc
 def main() -> int:
     address, proto_dir = sys.argv[1], sys.argv[2]
     out = tempfile.mkdtemp(prefix="sb-stubs-")
+    # grpc_tools ships the well-known types (google/protobuf/*.proto).
+    well_known = str(importlib.resources.files("grpc_tools") / "_proto")
     rc = protoc.main([
         "protoc",
         f"-I{proto_dir}",
+        f"-I{well_known}",
         f"--python_out={out}",
         f"--grpc_python_out={out}",
         "sessionbridge/v1/sessionbridge.proto",
