@@ -58,7 +58,7 @@ fn benches(c: &mut Criterion) {
         expires_at: 1_700_000_220,
         passive_expires_at: 1_700_086_500,
         max_uses: 1,
-        consent: Consent::Granted,
+        consent: sessionbridge::identity::ConsentMode::default(),
         user_agent: None,
         audience: vec![token::short_hash(&keys, "host", "checkout.example.net")],
     };
@@ -78,7 +78,7 @@ fn benches(c: &mut Criterion) {
             cookie_header,
             client_ip: "203.0.113.7",
             accept_language: "en-US,en;q=0.9",
-            consent: None,
+            consent: Default::default(),
         }
         .check("context.", Consent::Granted)
         .unwrap()

@@ -7,7 +7,9 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::context::{FieldViolation, RawContext};
 use crate::cookie::SetCookie;
-use crate::identity::{Consent, Identity, Method, Rejected, Rejection, Source};
+use crate::identity::{
+    Consent, ConsentMode, Identity, Method, Rejected, Rejection, Source, StatedConsent,
+};
 use crate::pb;
 use crate::privacy::{self, UserRef};
 use crate::service::{HandoffInput, Resolution, ResolveInput, Service, ServiceError};
@@ -50,15 +52,55 @@ impl<S> Api<S> {
     }
 }
 
-fn consent(value: i32) -> Result<Option<Consent>, FieldViolation> {
-    match pb::Consent::try_from(value) {
-        Ok(pb::Consent::Unspecified) => Ok(None),
-        Ok(pb::Consent::Granted) => Ok(Some(Consent::Granted)),
-        Ok(pb::Consent::Denied) => Ok(Some(Consent::Denied)),
+fn consent_state(field: &str, value: i32) -> Result<Option<Consent>, FieldViolation> {
+    match pb::ConsentState::try_from(value) {
+        Ok(pb::ConsentState::Unspecified) => Ok(None),
+        Ok(pb::ConsentState::Granted) => Ok(Some(Consent::Granted)),
+        Ok(pb::ConsentState::Denied) => Ok(Some(Consent::Denied)),
         Err(_) => Err(FieldViolation::new(
-            "context.consent",
-            format!("unknown value {value}: use CONSENT_GRANTED or CONSENT_DENIED"),
+            format!("context.consent.{field}"),
+            format!("unknown value {value}: use CONSENT_STATE_GRANTED or CONSENT_STATE_DENIED"),
         )),
+    }
+}
+
+/// The consent signals a request states (every unknown value reported).
+fn stated_consent(
+    c: Option<&pb::Consent>,
+    gpc: bool,
+) -> Result<StatedConsent, Vec<FieldViolation>> {
+    let c = c.cloned().unwrap_or_default();
+    let mut bad = Vec::new();
+    let mut get = |field: &str, v: i32| {
+        consent_state(field, v).unwrap_or_else(|e| {
+            bad.push(e);
+            None
+        })
+    };
+    let stated = StatedConsent {
+        analytics: get("analytics_storage", c.analytics_storage),
+        ad_storage: get("ad_storage", c.ad_storage),
+        ad_user_data: get("ad_user_data", c.ad_user_data),
+        ad_personalization: get("ad_personalization", c.ad_personalization),
+        global_privacy_control: gpc,
+    };
+    if bad.is_empty() {
+        Ok(stated)
+    } else {
+        Err(bad)
+    }
+}
+
+fn consent_message(m: &ConsentMode) -> pb::Consent {
+    let s = |c: Consent| match c {
+        Consent::Granted => pb::ConsentState::Granted,
+        Consent::Denied => pb::ConsentState::Denied,
+    } as i32;
+    pb::Consent {
+        analytics_storage: s(m.analytics),
+        ad_storage: s(m.ad_storage),
+        ad_user_data: s(m.ad_user_data),
+        ad_personalization: s(m.ad_personalization),
     }
 }
 
@@ -80,10 +122,11 @@ impl<S: Store> Api<S> {
             );
             return Err(violations(extra));
         };
-        let consent = consent(ctx.consent).map_err(|v| {
-            extra.push(v);
-            violations(std::mem::take(&mut extra))
-        })?;
+        let consent =
+            stated_consent(ctx.consent.as_ref(), ctx.global_privacy_control).map_err(|v| {
+                extra.extend(v);
+                violations(std::mem::take(&mut extra))
+            })?;
         let raw = RawContext {
             host: &ctx.host,
             url: &ctx.url,
@@ -95,7 +138,12 @@ impl<S: Store> Api<S> {
             accept_language: &ctx.accept_language,
             consent,
         };
-        match raw.check("context.", self.service.settings().default_consent) {
+        let settings = self.service.settings();
+        let defaults = crate::context::ConsentDefaults {
+            default: settings.default_consent,
+            gpc_denies_analytics: settings.gpc_denies_analytics,
+        };
+        match raw.check_with("context.", defaults) {
             Ok(c) if extra.is_empty() => Ok(c),
             Ok(_) => Err(violations(extra)),
             Err(mut v) => {
@@ -263,6 +311,7 @@ fn resolution(r: &Resolution) -> pb::ResolveSessionResponse {
         rejected: r.rejected.iter().map(rejected).collect(),
         clean_url: r.clean_url.clone().unwrap_or_default(),
         persisted: r.persisted,
+        consent: Some(consent_message(&r.consent)),
     }
 }
 
@@ -294,6 +343,7 @@ impl<S: Store> Api<S> {
             confidence: full.confidence,
             new_client: full.new_client,
             persisted: full.persisted,
+            consent: full.consent,
         }))
     }
 

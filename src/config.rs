@@ -353,6 +353,11 @@ settings! {
     /// request may ask for. At least the token's own lifetime; at most 45
     /// days.
     handoff_passive_ttl_secs: u32 = 86_400;
+    /// A request with Global Privacy Control (`Sec-GPC: 1`) has its ad
+    /// consent signals denied; with this set, its analytics storage too (no
+    /// identity is stored or set in a cookie), as some laws read the
+    /// signal.
+    gpc_denies_analytics: bool = false;
     /// Sites outside `allowed_domains` that RecordHandoff may send a
     /// visitor (and a token, and GA ids) to, each admitting its subdomains:
     /// payment providers, a hosted store (comma-separated on the command

@@ -5,7 +5,27 @@ use std::net::IpAddr;
 
 use url::Url;
 
-use crate::identity::{Consent, Input, Rejected, Rejection};
+use crate::identity::{Consent, ConsentMode, Input, Rejected, Rejection, StatedConsent};
+
+/// The configured consent defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsentDefaults {
+    /// Every signal a request does not state (`default_consent`).
+    pub default: Consent,
+    /// Global Privacy Control denies analytics storage too.
+    pub gpc_denies_analytics: bool,
+}
+
+impl ConsentDefaults {
+    /// The consent in force when no token carries any: stated, else the
+    /// default, after Global Privacy Control.
+    pub fn in_force(&self, stated: &StatedConsent, carried: Option<ConsentMode>) -> ConsentMode {
+        stated.in_force(
+            carried.unwrap_or(ConsentMode::all(self.default)),
+            self.gpc_denies_analytics,
+        )
+    }
+}
 
 /// Limits on the fields the browser controls, in bytes. A value past its
 /// limit is ignored and reported, never a reason to fail the call; the
@@ -50,8 +70,8 @@ pub struct RawContext<'a> {
     pub cookie_header: &'a str,
     pub client_ip: &'a str,
     pub accept_language: &'a str,
-    /// None when the caller did not state it.
-    pub consent: Option<Consent>,
+    /// The consent signals the caller stated, and Global Privacy Control.
+    pub consent: StatedConsent,
 }
 
 /// A checked request context.
@@ -67,11 +87,17 @@ pub struct RequestContext {
     pub cookie_header: String,
     pub client_ip: Option<IpAddr>,
     pub accept_language: String,
-    /// The consent in force: the one stated, or the configured default.
+    /// The analytics consent in force: the one stated, or the configured
+    /// default (after Global Privacy Control).
     pub consent: Consent,
-    /// The consent the backend stated, if it did; a stated consent outranks
-    /// the one a hand-off token carries.
+    /// The analytics consent the backend stated (or Global Privacy Control
+    /// imposed), if any; a stated consent outranks the one a hand-off token
+    /// carries.
     pub consent_stated: Option<Consent>,
+    /// Every signal the request stated, and Global Privacy Control.
+    pub stated: StatedConsent,
+    /// The configured default and the Global Privacy Control policy.
+    pub defaults: ConsentDefaults,
     /// Browser input that was unusable and left out, for `rejected`.
     pub ignored: Vec<Rejected>,
 }
@@ -184,6 +210,21 @@ impl RawContext<'_> {
         &self,
         prefix: &str,
         default_consent: Consent,
+    ) -> Result<RequestContext, Vec<FieldViolation>> {
+        self.check_with(
+            prefix,
+            ConsentDefaults {
+                default: default_consent,
+                gpc_denies_analytics: false,
+            },
+        )
+    }
+
+    /// [`RawContext::check`] with the whole consent configuration.
+    pub fn check_with(
+        &self,
+        prefix: &str,
+        defaults: ConsentDefaults,
     ) -> Result<RequestContext, Vec<FieldViolation>> {
         let mut bad = Vec::new();
         let mut ignored = Vec::new();
@@ -379,8 +420,15 @@ impl RawContext<'_> {
             cookie_header,
             client_ip,
             accept_language,
-            consent: self.consent.unwrap_or(default_consent),
-            consent_stated: self.consent,
+            consent: defaults.in_force(&self.consent, None).analytics,
+            consent_stated: if self.consent.global_privacy_control && defaults.gpc_denies_analytics
+            {
+                Some(Consent::Denied)
+            } else {
+                self.consent.analytics
+            },
+            stated: self.consent,
+            defaults,
             ignored,
         })
     }

@@ -8,7 +8,7 @@ use url::Url;
 
 use crate::context::{FieldViolation, RequestContext};
 use crate::evidence::{self, bridge, linker};
-use crate::identity::{Consent, Method, PRECEDENCE};
+use crate::identity::{Consent, PRECEDENCE};
 use crate::request::Parsed;
 use crate::service::{Resolution, ResolveInput, Service, ServiceError};
 use crate::store::Store;
@@ -195,11 +195,8 @@ impl<S: Store> Service<S> {
             .resolve_parsed(&req, &page_view, PRECEDENCE, now)
             .await?;
         let expires_at = now + i64::from(limits.ttl);
-        let consent = if source.method == Method::NoConsent {
-            Consent::Denied
-        } else {
-            Consent::Granted
-        };
+        // The source's consent travels with the token.
+        let consent = source.consent;
         let (sealed, token_id, mut decorated) = evidence::token::write(
             &self.keys,
             &self.settings,
@@ -217,12 +214,19 @@ impl<S: Store> Service<S> {
                 audience: &limits.audience,
             },
         );
-        if consent == Consent::Granted {
+        if consent.analytics == Consent::Granted {
             let clock = linker::BrowserClock {
                 tz_offset: input.ga_linker_tz,
                 now_ms: input.ga_linker_client_time_ms,
             };
-            decorated = linker::write(&decorated, &req, &source.identity, clock, now);
+            decorated = linker::write(
+                &decorated,
+                &req,
+                &source.identity,
+                clock,
+                consent.ads_allowed(),
+                now,
+            );
             bridge::write(
                 &self.cx(now),
                 &req,

@@ -98,7 +98,7 @@ mod tests {
             cookie_header: "",
             client_ip: "",
             accept_language: "",
-            consent: None,
+            consent: Default::default(),
         }
         .check("context.", Consent::Granted)
         .unwrap();

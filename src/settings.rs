@@ -30,6 +30,8 @@ pub struct Settings {
     pub handoff_max_ttl_secs: u32,
     pub handoff_max_uses: u32,
     pub handoff_passive_ttl_secs: u32,
+    /// Global Privacy Control denies analytics storage too.
+    pub gpc_denies_analytics: bool,
     pub bridge_window_secs: u32,
     pub session_id_param: String,
     /// Referrers a raw session id is accepted from; empty: feature off.
@@ -75,6 +77,7 @@ impl Settings {
             handoff_max_ttl_secs: cfg.handoff_max_ttl_secs,
             handoff_max_uses: cfg.handoff_max_uses,
             handoff_passive_ttl_secs: cfg.handoff_passive_ttl_secs,
+            gpc_denies_analytics: cfg.gpc_denies_analytics,
             bridge_window_secs: cfg.bridge_window_secs,
             session_id_param: cfg.session_id_param.clone(),
             session_id_referrers: checked.session_id_param_referrers,

@@ -22,7 +22,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-use crate::identity::{clamp_u32, ClientId, Consent, Identity, Rejection};
+use crate::identity::{clamp_u32, ClientId, Consent, ConsentMode, Identity, Rejection};
 use crate::keys::Keyring;
 
 /// Version 2 added the passive lifetime; version 1 tokens still open.
@@ -41,6 +41,9 @@ const FIXED_CLAIM_LEN: usize = 16 + 4 * 7 + 1 + 1 + 8 + 1;
 
 const FLAG_CONSENT_DENIED: u8 = 1;
 const FLAG_UA_BOUND: u8 = 2;
+const FLAG_AD_STORAGE_DENIED: u8 = 4;
+const FLAG_AD_USER_DATA_DENIED: u8 = 8;
+const FLAG_AD_PERSONALIZATION_DENIED: u8 = 16;
 
 /// What a token says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +57,8 @@ pub struct Claims {
     /// least `expires_at`.
     pub passive_expires_at: i64,
     pub max_uses: u8,
-    pub consent: Consent,
+    /// The source's consent (Consent Mode v2), one flag bit per signal.
+    pub consent: ConsentMode,
     /// Keyed hash of the User-Agent the token is bound to, if bound.
     pub user_agent: Option<[u8; 8]>,
     /// Keyed hashes of the hosts it may be redeemed on.
@@ -100,8 +104,15 @@ fn encode_claims(c: &Claims) -> Vec<u8> {
     v.extend_from_slice(&passive_minutes.to_be_bytes());
     v.push(c.max_uses);
     let mut flags = 0;
-    if c.consent == Consent::Denied {
-        flags |= FLAG_CONSENT_DENIED;
+    for (signal, flag) in [
+        (c.consent.analytics, FLAG_CONSENT_DENIED),
+        (c.consent.ad_storage, FLAG_AD_STORAGE_DENIED),
+        (c.consent.ad_user_data, FLAG_AD_USER_DATA_DENIED),
+        (c.consent.ad_personalization, FLAG_AD_PERSONALIZATION_DENIED),
+    ] {
+        if signal == Consent::Denied {
+            flags |= flag;
+        }
     }
     if c.user_agent.is_some() {
         flags |= FLAG_UA_BOUND;
@@ -156,10 +167,20 @@ fn decode_claims(v: &[u8], version: u8) -> Option<Claims> {
         passive_expires_at: (i64::from(n[5]) + 60 * i64::from(passive_minutes))
             .max(i64::from(n[6])),
         max_uses,
-        consent: if flags & FLAG_CONSENT_DENIED != 0 {
-            Consent::Denied
-        } else {
-            Consent::Granted
+        consent: {
+            let signal = |flag: u8| {
+                if flags & flag != 0 {
+                    Consent::Denied
+                } else {
+                    Consent::Granted
+                }
+            };
+            ConsentMode {
+                analytics: signal(FLAG_CONSENT_DENIED),
+                ad_storage: signal(FLAG_AD_STORAGE_DENIED),
+                ad_user_data: signal(FLAG_AD_USER_DATA_DENIED),
+                ad_personalization: signal(FLAG_AD_PERSONALIZATION_DENIED),
+            }
         },
         user_agent: (flags & FLAG_UA_BOUND != 0).then_some(ua),
         audience,
@@ -258,7 +279,7 @@ mod tests {
             expires_at: 180,
             passive_expires_at: 60 + MAX_PASSIVE_TTL_SECS as i64,
             max_uses: 255,
-            consent: Consent::Denied,
+            consent: ConsentMode::all(Consent::Denied),
             user_agent: Some(short_hash(keys, "ua", "Mozilla")),
             audience: (0..audience)
                 .map(|i| short_hash(keys, "host", &format!("h{i}")))

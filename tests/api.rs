@@ -404,7 +404,10 @@ async fn denied_consent_stores_nothing_and_sets_no_cookie() {
         .unwrap()
         .into_inner();
     let mut context = ctx("a.example", &cookie_header(&granted.cookies));
-    context.consent = pb::Consent::Denied as i32;
+    context.consent = Some(pb::Consent {
+        analytics_storage: pb::ConsentState::Denied as i32,
+        ..Default::default()
+    });
     let r = c
         .resolve_session(pb::ResolveSessionRequest {
             context: Some(context),

@@ -45,8 +45,11 @@ async fn every_bad_field_is_named_and_nothing_is_written() {
         ("context.host", |r| {
             r.context.as_mut().unwrap().host = long(300)
         }),
-        ("context.consent", |r| {
-            r.context.as_mut().unwrap().consent = 7
+        ("context.consent.ad_storage", |r| {
+            r.context.as_mut().unwrap().consent = Some(pb::Consent {
+                ad_storage: 7,
+                ..Default::default()
+            })
         }),
         ("user_id", |r| r.user_id = "someone@example.com".into()),
         ("user_id", |r| r.user_id = long(300)),

@@ -23,6 +23,10 @@ const NOT_IN_CHART: &[(&str, &str)] = &[
     ("handoff_max_ttl_secs", "the chart keeps the default cap (one day)"),
     ("handoff_max_uses", "the chart keeps the default cap (10 uses)"),
     (
+        "gpc_denies_analytics",
+        "the chart keeps the default: Global Privacy Control denies the ad signals",
+    ),
+    (
         "handoff_passive_ttl_secs",
         "the chart keeps the default webhook lifetime (one day)",
     ),

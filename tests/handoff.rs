@@ -344,7 +344,10 @@ async fn keys_rotate_without_breaking_tokens_in_flight() {
 async fn refused_consent_travels_with_the_token() {
     let p = pair(&[]).await;
     let mut source = ctx("www.example.com", "");
-    source.consent = pb::Consent::Denied as i32;
+    source.consent = Some(pb::Consent {
+        analytics_storage: pb::ConsentState::Denied as i32,
+        ..Default::default()
+    });
     let h =
         p.a.client()
             .await

@@ -69,6 +69,7 @@ pub fn write(
     req: &Parsed<'_>,
     identity: &Identity,
     clock: BrowserClock,
+    ads_allowed: bool,
     now: i64,
 ) -> Url {
     let ctx = req.ctx;
@@ -80,10 +81,15 @@ pub fn write(
         return url.clone();
     };
     let own = ga::linker::from_cookies(req.cookies(), &identity.client_id, now);
-    let payload = match &arrived {
+    let mut payload = match &arrived {
         Some(v) => ga::linker::carry(&v.payload, &identity.client_id, &own, now),
         None => own,
     };
+    if !ads_allowed {
+        // Consent Mode: ad storage or ad user data denied, so no ad-click
+        // id travels in the link.
+        payload.retain(|k, _| !ga::linker::is_ad_key(k));
+    }
     let minute = clock
         .now_ms
         .map_or(now.div_euclid(60), |ms| ms.div_euclid(60_000));

@@ -17,7 +17,7 @@ pub mod session_param;
 pub mod token;
 pub mod user;
 
-use crate::identity::{Consent, Identity, Method, Rejected};
+use crate::identity::{ConsentMode, Identity, Method, Rejected};
 use crate::keys::Keyring;
 use crate::request::Parsed;
 use crate::service::UserInput;
@@ -75,8 +75,9 @@ pub struct Found {
     pub confidence: f64,
     /// The record already stored for this client, if any.
     pub record: Option<ClientRecord>,
-    /// The consent the evidence carries (tokens carry the source's).
-    pub consent: Consent,
+    /// The consent the evidence carries: a token carries the source's;
+    /// None for evidence that carries none.
+    pub consent: Option<ConsentMode>,
     /// Valid pieces of this evidence disagreed: link no login on it.
     pub conflict: bool,
 }
@@ -93,7 +94,7 @@ impl Found {
             method,
             confidence,
             record,
-            consent: Consent::Granted,
+            consent: None,
             conflict: false,
         }
     }

@@ -5,7 +5,7 @@
 
 use url::Url;
 
-use crate::identity::{Consent, Identity, Method, Rejected, Rejection};
+use crate::identity::{Identity, Method, Rejected, Rejection};
 use crate::keys::Keyring;
 use crate::query;
 use crate::settings::Settings;
@@ -121,7 +121,7 @@ async fn found<S: Store>(cx: &Cx<'_, S>, claims: Claims) -> Result<Option<Found>
     } = claims;
     let (identity, record) = super::with_record(cx, identity).await?;
     Ok(Some(Found {
-        consent,
+        consent: Some(consent),
         ..Found::new(identity, Method::HandoffToken, 1.0, record)
     }))
 }
@@ -133,7 +133,7 @@ pub struct Issue<'a> {
     pub expires_at: i64,
     pub passive_expires_at: i64,
     pub max_uses: u8,
-    pub consent: Consent,
+    pub consent: crate::identity::ConsentMode,
     /// The User-Agent to bind the token to, if any.
     pub bind_user_agent: Option<&'a str>,
     /// The hosts that may redeem it.

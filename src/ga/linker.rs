@@ -607,6 +607,12 @@ fn is_fplc_value(v: &str) -> bool {
     !v.is_empty() && v.len() <= 512 && v.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// Whether a payload key carries an advertising id (ad clicks, the
+/// first-party ads cookie), which Consent Mode's ad signals govern.
+pub fn is_ad_key(key: &str) -> bool {
+    key.starts_with("_gcl") || key == "FPAU"
+}
+
 /// The payload gtag.js would write for a page with these cookies, where
 /// the visitor's GA client id is `client_id`, in gtag.js's order: ad clicks
 /// (`_gcl_aw`, `_gcl_dc`, …), `_gcl_au`, `FPAU`, `_ga`, each

@@ -194,3 +194,79 @@ pub enum Consent {
     Granted,
     Denied,
 }
+
+/// The four signals of GA4 Consent Mode v2, in force for a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsentMode {
+    pub analytics: Consent,
+    pub ad_storage: Consent,
+    pub ad_user_data: Consent,
+    pub ad_personalization: Consent,
+}
+
+impl ConsentMode {
+    /// Every signal the same.
+    pub const fn all(c: Consent) -> Self {
+        Self {
+            analytics: c,
+            ad_storage: c,
+            ad_user_data: c,
+            ad_personalization: c,
+        }
+    }
+
+    /// Whether advertising ids (ad clicks) may travel in a link.
+    pub fn ads_allowed(&self) -> bool {
+        self.ad_storage == Consent::Granted && self.ad_user_data == Consent::Granted
+    }
+}
+
+impl Default for ConsentMode {
+    fn default() -> Self {
+        Self::all(Consent::Granted)
+    }
+}
+
+/// The consent signals a request states (None: not stated), and whether it
+/// carried Global Privacy Control.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatedConsent {
+    pub analytics: Option<Consent>,
+    pub ad_storage: Option<Consent>,
+    pub ad_user_data: Option<Consent>,
+    pub ad_personalization: Option<Consent>,
+    pub global_privacy_control: bool,
+}
+
+impl StatedConsent {
+    /// Only the analytics signal stated.
+    pub fn analytics(c: Option<Consent>) -> Self {
+        Self {
+            analytics: c,
+            ..Self::default()
+        }
+    }
+
+    /// What is in force: each stated signal, else `fallback`'s (the
+    /// configured default, or what a token carried); Global Privacy Control
+    /// denies the ad signals, and analytics too when `gpc_denies_analytics`.
+    pub fn in_force(&self, fallback: ConsentMode, gpc_denies_analytics: bool) -> ConsentMode {
+        let mut m = ConsentMode {
+            analytics: self.analytics.unwrap_or(fallback.analytics),
+            ad_storage: self.ad_storage.unwrap_or(fallback.ad_storage),
+            ad_user_data: self.ad_user_data.unwrap_or(fallback.ad_user_data),
+            ad_personalization: self
+                .ad_personalization
+                .unwrap_or(fallback.ad_personalization),
+        };
+        if self.global_privacy_control {
+            m.ad_storage = Consent::Denied;
+            m.ad_user_data = Consent::Denied;
+            m.ad_personalization = Consent::Denied;
+            if gpc_denies_analytics {
+                m.analytics = Consent::Denied;
+            }
+        }
+        m
+    }
+}

@@ -10,7 +10,7 @@ use crate::context::{FieldViolation, RequestContext};
 use crate::cookie::{CookieScope, SetCookie};
 use crate::evidence::{self, own_cookie, Cx, Found};
 use crate::identity::{
-    ClientId, Consent, Identity, Method, Rejected, Rejection, MINT_ONLY, PRECEDENCE,
+    ClientId, Consent, ConsentMode, Identity, Method, Rejected, Rejection, MINT_ONLY, PRECEDENCE,
 };
 use crate::keys::Keyring;
 use crate::privacy::{self, UserKey, UserRef};
@@ -86,6 +86,8 @@ pub struct Resolution {
     pub rejected: Vec<Rejected>,
     pub clean_url: Option<String>,
     pub persisted: bool,
+    /// The consent in force for the request.
+    pub consent: ConsentMode,
 }
 
 /// The core service, generic over its store.
@@ -245,10 +247,15 @@ impl<S: Store> Service<S> {
         )
         .await?;
         let found = self.unless_erased(found, &mut rejected, now).await?;
+        // The consent in force: what this request states, else what a token
+        // carried from the source site, else the configured default; then
+        // Global Privacy Control.
+        let carried = found.as_ref().and_then(|f| f.consent);
+        let consent = ctx.defaults.in_force(&ctx.stated, carried);
         // A token sealed where the visitor refused consent: unless this
         // request states consent itself, the destination must not identify.
         if let Some(f) = &found {
-            if f.consent == Consent::Denied && ctx.consent_stated.is_none() {
+            if consent.analytics == Consent::Denied {
                 rejected.push(Rejected::new(
                     f.method,
                     Rejection::NoConsent,
@@ -261,7 +268,7 @@ impl<S: Store> Service<S> {
         }
 
         if input.passive {
-            return self.passive_answer(found, rejected, clean_url);
+            return self.passive_answer(found, rejected, clean_url, consent);
         }
         let mut link = !input.user.keys.is_empty();
         let found = match found {
@@ -370,6 +377,7 @@ impl<S: Store> Service<S> {
             rejected,
             clean_url,
             persisted: true,
+            consent,
         })
     }
 
@@ -411,6 +419,7 @@ impl<S: Store> Service<S> {
         found: Option<Found>,
         rejected: Vec<Rejected>,
         clean_url: Option<String>,
+        consent: ConsentMode,
     ) -> Result<Resolution, ServiceError> {
         let Some(f) = found else {
             let why: Vec<String> = rejected
@@ -433,6 +442,7 @@ impl<S: Store> Service<S> {
             rejected,
             clean_url,
             persisted: f.record.is_some(),
+            consent,
         })
     }
 
@@ -479,6 +489,10 @@ impl<S: Store> Service<S> {
             rejected: req.ctx.ignored.clone(),
             clean_url,
             persisted: false,
+            consent: ConsentMode {
+                analytics: Consent::Denied,
+                ..req.ctx.defaults.in_force(&req.ctx.stated, None)
+            },
         }
     }
 

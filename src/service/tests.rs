@@ -55,7 +55,7 @@ fn ctx(cookie_header: &str, url: &str) -> RequestContext {
         cookie_header,
         client_ip: "203.0.113.9",
         accept_language: "en-US",
-        consent: None,
+        consent: Default::default(),
     }
     .check("context.", Consent::Granted)
     .unwrap()

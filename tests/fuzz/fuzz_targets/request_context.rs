@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         cookie_header: next(),
         client_ip: next(),
         accept_language: next(),
-        consent: None,
+        consent: Default::default(),
         scheme: "",
     };
     // Whatever the browser sent, a good host never fails the call, and
