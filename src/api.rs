@@ -487,6 +487,22 @@ impl<S: Store> Api<S> {
     }
 }
 
+impl<S: Store> Api<S> {
+    async fn forget_visitor_inner(
+        &self,
+        request: Request<pb::ForgetVisitorRequest>,
+    ) -> Result<Response<pb::ForgetVisitorResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = self.context(req.context.as_ref(), vec![])?;
+        let (erased, cookies) = self.service.forget_visitor(&ctx).await?;
+        Ok(Response::new(pb::ForgetVisitorResponse {
+            found: erased.found,
+            identities_erased: erased.clients,
+            cookies: cookies.iter().map(cookie).collect(),
+        }))
+    }
+}
+
 /// Runs one call with a request id span, then records its outcome: one
 /// debug log line (RPC, code, duration, request id: never request data) and
 /// the request metrics.
@@ -572,6 +588,18 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
             "LookupByUser",
             request_id(&request),
             self.lookup_by_user_inner(request),
+        )
+        .await
+    }
+
+    async fn forget_visitor(
+        &self,
+        request: Request<pb::ForgetVisitorRequest>,
+    ) -> Result<Response<pb::ForgetVisitorResponse>, Status> {
+        observe(
+            "ForgetVisitor",
+            request_id(&request),
+            self.forget_visitor_inner(request),
         )
         .await
     }

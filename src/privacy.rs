@@ -29,7 +29,7 @@ pub struct UserKey {
 
 impl UserKey {
     /// A key from its two parts (tests and tools).
-    pub fn from_parts(index: [u8; 32], seal: [u8; 32]) -> Self {
+    pub const fn from_parts(index: [u8; 32], seal: [u8; 32]) -> Self {
         Self { index, seal }
     }
 }

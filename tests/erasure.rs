@@ -467,3 +467,84 @@ async fn redis_erasure_refuses_a_pending_token_and_bridge_entry() {
 async fn redis_cluster_erasure_refuses_a_pending_token_and_bridge_entry() {
     pending_token_and_bridge(Kind::Cluster).await;
 }
+
+/// ForgetVisitor: an anonymous visitor, and a logged-in user's second
+/// browser, erased through their own cookie alone. The user keeps the other
+/// browser; nothing names the erased clients; the cookie deletions come
+/// back; a bare client id (a forged `_ga`) erases nothing.
+async fn forget_visitor(kind: Kind) {
+    let mut env = Env::start(kind).await;
+    let mut c = env.client().await;
+    let url = "https://www.shop.example/";
+    let mut anon = Browser::new();
+    let a = anon.visit(&mut c, url, "").await;
+    let anon_id = env.note(&a.identity).client_id;
+    let user = "gina-visitor-8841";
+    let mut home = Browser::new();
+    let h = env.login(&mut c, &mut home, url, user).await;
+    let mut work = Browser::new();
+    work.user_agent = "Mozilla/5.0 (Gina's work)".into();
+    let w = env.login(&mut c, &mut work, url, user).await;
+
+    // A client id is not a secret: without the own cookie, nothing goes.
+    let forged = pb::RequestContext {
+        cookie_header: format!("_ga=GA1.2.{anon_id}"),
+        ..anon.context(url, "")
+    };
+    let err = c
+        .forget_visitor(pb::ForgetVisitorRequest {
+            context: Some(pb::RequestContext {
+                host: forged.host.clone(),
+                cookie_header: forged.cookie_header.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    for (browser, id) in [(&mut anon, &anon_id), (&mut work, &w)] {
+        let r = c
+            .forget_visitor(pb::ForgetVisitorRequest {
+                context: Some(browser.context(url, "")),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.found && r.identities_erased == 1, "{id}: {r:?}");
+        assert!(
+            r.cookies
+                .iter()
+                .any(|c| c.name.ends_with("-sbid") && c.max_age_seconds == Some(0)),
+            "the own cookie is deleted: {:?}",
+            r.cookies
+        );
+    }
+    assert_eq!(
+        lookup(&mut c, user).await.unwrap(),
+        [h.clone()],
+        "the user keeps the browser not erased"
+    );
+    // The erased browser, still holding its cookie, starts afresh.
+    let again = work.visit(&mut c, url, "").await;
+    assert_ne!(again.identity.clone().unwrap().client_id, w);
+    assert_eq!(again.identity.clone().unwrap().user_id, "");
+    env.note(&again.identity);
+    env.assert_nothing_names("after ForgetVisitor", &[&anon_id, &w], &[&h])
+        .await;
+}
+
+#[tokio::test]
+async fn sled_forgets_a_visitor_by_its_cookie() {
+    forget_visitor(Kind::Sled).await;
+}
+
+#[tokio::test]
+async fn redis_forgets_a_visitor_by_its_cookie() {
+    forget_visitor(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_forgets_a_visitor_by_its_cookie() {
+    forget_visitor(Kind::Cluster).await;
+}

@@ -548,6 +548,44 @@ impl<S: Store> Service<S> {
         Ok(self.store.forget_user(key, now, until).await?)
     }
 
+    /// ForgetVisitor: erase the identity the request's own cookie names,
+    /// verified (never a bare client id, which is not a secret), and say
+    /// which cookies to delete. Without a valid own cookie: NOT_FOUND.
+    pub async fn forget_visitor(
+        &self,
+        ctx: &RequestContext,
+    ) -> Result<(Erased, Vec<SetCookie>), ServiceError> {
+        let now = self.now();
+        let scope = self.scope(ctx)?;
+        let req = Parsed::new(ctx);
+        let mut rejected = Vec::new();
+        let Some(found) = own_cookie::read(&self.cx(now), &req, &mut rejected).await? else {
+            return Err(ServiceError::NotFound(
+                "no valid own cookie in the request: a visitor is erased only through the \
+                 cookie this service set"
+                    .into(),
+            ));
+        };
+        let id = found.identity.client_id;
+        let until = now + self.settings.tombstone_secs();
+        let erased = self.store.forget_client(id, now, until).await?;
+        let mut cookies = own_cookie::delete(&self.settings, &scope, &req);
+        // A `_ga` cookie naming the same client goes too.
+        let same_ga = req
+            .cookies_named(evidence::ga_cookie::NAME)
+            .any(|v| crate::ga::parse_client_id(v, now).is_ok_and(|c| c == id));
+        if same_ga {
+            cookies.push(SetCookie::new(
+                evidence::ga_cookie::NAME,
+                String::new(),
+                &scope,
+                0,
+                false,
+            ));
+        }
+        Ok((erased, cookies))
+    }
+
     /// Removes expired records (the sweeper calls it on the service's
     /// clock).
     pub async fn sweep(&self) -> Result<usize, ServiceError> {

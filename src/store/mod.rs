@@ -50,6 +50,10 @@ pub struct UserEntry {
     pub linked_at: i64,
 }
 
+/// The user key of nobody: erasing one client through it leaves every
+/// real user's index to the record's own list of users.
+pub(crate) const NOBODY: UserKey = UserKey::from_parts([0; 32], [0; 32]);
+
 /// What erasing a user removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Erased {
@@ -194,6 +198,17 @@ pub trait Store: Send + Sync + 'static {
     fn forget_user(
         &self,
         key: UserKey,
+        now: i64,
+        tombstone_until: i64,
+    ) -> impl Future<Output = Result<Erased, StoreError>> + Send;
+
+    /// Erases one client: its record, its entries in the indexes of every
+    /// user it is linked to (those indexes stay), its pending bridge
+    /// entries, and leaves a tombstone until `tombstone_until`. `clients`
+    /// counts the live record removed (0 or 1).
+    fn forget_client(
+        &self,
+        id: ClientId,
         now: i64,
         tombstone_until: i64,
     ) -> impl Future<Output = Result<Erased, StoreError>> + Send;

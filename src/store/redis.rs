@@ -457,6 +457,42 @@ impl RedisStore {
         Ok(Put::Erased)
     }
 
+    /// Erases `ids` as `key`'s clients: on a single Redis in one script, on
+    /// a cluster key by key (see `forget_cluster`).
+    async fn erase(
+        &self,
+        key: UserKey,
+        ids: &[(String, ClientId)],
+        now: i64,
+        tombstone_until: i64,
+    ) -> Result<Erased, StoreError> {
+        if self.cluster() {
+            let clients = self.forget_cluster(key, ids, now, tombstone_until).await?;
+            return Ok(Erased {
+                found: true,
+                clients,
+            });
+        }
+        let mut conn = self.conn.clone();
+        let mut forget = SCRIPTS.forget.prepare_invoke();
+        forget
+            .key(self.user_key(&key))
+            .key(self.all_key(&key))
+            .arg(&self.prefix)
+            .arg(hex::encode(key.index))
+            .arg(now)
+            .arg(tombstone_until);
+        for (cid, id) in ids {
+            forget.arg(cid).arg(self.mark(*id));
+        }
+        let (found, clients): (i64, u32) =
+            forget.invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(Erased {
+            found: found == 1,
+            clients,
+        })
+    }
+
     /// Erasure on a cluster, key by key: tombstones first, then the
     /// records, other users' index entries and bridge entries, and the
     /// user's own index entries last.
@@ -683,29 +719,21 @@ impl Store for RedisStore {
         if ids.is_empty() {
             return Ok(Erased::default());
         }
-        if self.cluster() {
-            let clients = self.forget_cluster(key, &ids, now, tombstone_until).await?;
-            return Ok(Erased {
-                found: true,
-                clients,
-            });
-        }
-        let mut forget = SCRIPTS.forget.prepare_invoke();
-        forget
-            .key(self.user_key(&key))
-            .key(self.all_key(&key))
-            .arg(&self.prefix)
-            .arg(hex::encode(key.index))
-            .arg(now)
-            .arg(tombstone_until);
-        for (cid, id) in &ids {
-            forget.arg(cid).arg(self.mark(*id));
-        }
-        let (found, clients): (i64, u32) =
-            forget.invoke_async(&mut conn).await.map_err(unavailable)?;
+        self.erase(key, &ids, now, tombstone_until).await
+    }
+
+    async fn forget_client(
+        &self,
+        id: ClientId,
+        now: i64,
+        tombstone_until: i64,
+    ) -> Result<Erased, StoreError> {
+        let erased = self
+            .erase(super::NOBODY, &[(id.to_string(), id)], now, tombstone_until)
+            .await?;
         Ok(Erased {
-            found: found == 1,
-            clients,
+            found: erased.clients > 0,
+            ..erased
         })
     }
 

@@ -753,6 +753,21 @@ impl Store for SledStore {
         })
     }
 
+    async fn forget_client(
+        &self,
+        id: ClientId,
+        now: i64,
+        tombstone_until: i64,
+    ) -> Result<Erased, StoreError> {
+        let clients = self.erase_clients(&super::NOBODY, &[id], now, tombstone_until)?;
+        self.drop_bridges_of(id)?;
+        self.durable().await?;
+        Ok(Erased {
+            found: clients > 0,
+            clients,
+        })
+    }
+
     async fn is_erased(&self, id: ClientId, now: i64) -> Result<bool, StoreError> {
         self.tombstoned(&self.sealer.mark(id), now)
     }
