@@ -59,6 +59,8 @@ fn benches(c: &mut Criterion) {
         passive_expires_at: 1_700_086_500,
         max_uses: 1,
         consent: sessionbridge::identity::ConsentMode::default(),
+        adopted: false,
+        linked: false,
         user_agent: None,
         audience: vec![token::short_hash(&keys, "host", "checkout.example.net")],
     };

@@ -208,6 +208,8 @@ impl<S: Store> Service<S> {
                 passive_expires_at: now + i64::from(limits.passive_ttl),
                 max_uses: limits.max_uses as u8,
                 consent,
+                adopted: source.adopted,
+                linked: source.identity.user_id.is_some(),
                 bind_user_agent: input
                     .bind_user_agent
                     .then_some(input.ctx.user_agent.as_str()),

@@ -44,6 +44,8 @@ const FLAG_UA_BOUND: u8 = 2;
 const FLAG_AD_STORAGE_DENIED: u8 = 4;
 const FLAG_AD_USER_DATA_DENIED: u8 = 8;
 const FLAG_AD_PERSONALIZATION_DENIED: u8 = 16;
+const FLAG_ADOPTED: u8 = 32;
+const FLAG_LINKED: u8 = 64;
 
 /// What a token says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +61,13 @@ pub struct Claims {
     pub max_uses: u8,
     /// The source's consent (Consent Mode v2), one flag bit per signal.
     pub consent: ConsentMode,
+    /// Forgeable evidence once named the client (or it came through a link
+    /// with no login): the destination lets no login link it.
+    pub adopted: bool,
+    /// The source's identity was linked to a user (a login). A token of an
+    /// identity no login owned lets no login link it at the destination:
+    /// whoever sent the link may hold the same client.
+    pub linked: bool,
     /// Keyed hash of the User-Agent the token is bound to, if bound.
     pub user_agent: Option<[u8; 8]>,
     /// Keyed hashes of the hosts it may be redeemed on.
@@ -116,6 +125,12 @@ fn encode_claims(c: &Claims) -> Vec<u8> {
     }
     if c.user_agent.is_some() {
         flags |= FLAG_UA_BOUND;
+    }
+    if c.adopted {
+        flags |= FLAG_ADOPTED;
+    }
+    if c.linked {
+        flags |= FLAG_LINKED;
     }
     v.push(flags);
     v.extend_from_slice(&c.user_agent.unwrap_or_default());
@@ -183,6 +198,8 @@ fn decode_claims(v: &[u8], version: u8) -> Option<Claims> {
             }
         },
         user_agent: (flags & FLAG_UA_BOUND != 0).then_some(ua),
+        adopted: flags & FLAG_ADOPTED != 0,
+        linked: flags & FLAG_LINKED != 0,
         audience,
     })
 }
@@ -280,6 +297,8 @@ mod tests {
             passive_expires_at: 60 + MAX_PASSIVE_TTL_SECS as i64,
             max_uses: 255,
             consent: ConsentMode::all(Consent::Denied),
+            adopted: true,
+            linked: true,
             user_agent: Some(short_hash(keys, "ua", "Mozilla")),
             audience: (0..audience)
                 .map(|i| short_hash(keys, "host", &format!("h{i}")))

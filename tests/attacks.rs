@@ -367,3 +367,159 @@ async fn attacks_fail_on_redis() {
     ])
     .await;
 }
+
+/// Found in review: a link is a fixation vector. An attacker records a
+/// hand-off for an anonymous client of their own and sends the link; the
+/// victim opens it and logs in. The login must not link the attacker's
+/// client, or the attacker's cookie would resolve with the victim's user.
+#[tokio::test]
+async fn a_link_cannot_fixate_a_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = flags(&[]);
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = InProc::start(&dir.path().join("data"), &args).await;
+    let mut c = server.client().await;
+    let attacker = resolve(&mut c, context(SHOP, "", "203.0.113.66"), "").await;
+    let a = attacker.identity.clone().unwrap().client_id;
+    let h = c
+        .record_handoff(pb::RecordHandoffRequest {
+            context: Some(context(
+                SHOP,
+                &cookie_header(&attacker.cookies),
+                "203.0.113.66",
+            )),
+            destination_url: format!("https://{CHECKOUT}/"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut lure = context(CHECKOUT, "", "198.51.100.30");
+    lure.url = h.decorated_url.clone();
+    let opened = resolve(&mut c, lure, "").await;
+    assert_eq!(opened.method(), ResolutionMethod::HandoffToken);
+    let login = resolve(
+        &mut c,
+        context(CHECKOUT, &cookie_header(&opened.cookies), "198.51.100.30"),
+        "victim",
+    )
+    .await;
+    assert_ne!(
+        login.identity.unwrap().client_id,
+        a,
+        "the login moved to a fresh client"
+    );
+    let back = resolve(
+        &mut c,
+        context(SHOP, &cookie_header(&attacker.cookies), "203.0.113.66"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        back.identity.unwrap().user_id,
+        "",
+        "the attacker holds no user"
+    );
+}
+
+/// Found in review: with separate stores, a forged `_ga` laundered through
+/// RecordHandoff must not come out as a trusted token for a client the
+/// destination's store links to a user.
+#[tokio::test]
+async fn a_forged_ga_is_not_laundered_through_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = common::keyfile(dir.path());
+    let mut flags = flags(&[]);
+    flags.extend(["--keys".to_string(), keys.display().to_string()]);
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let shop = InProc::start(&dir.path().join("shop"), &args).await;
+    let checkout = InProc::start(&dir.path().join("checkout"), &args).await;
+    let mut s = shop.client().await;
+    let mut k = checkout.client().await;
+    let victim = resolve(&mut k, context(CHECKOUT, "", "198.51.100.31"), "victim").await;
+    let v = victim.identity.unwrap().client_id;
+    let forged = format!("_ga=GA1.2.{v}");
+    let h = s
+        .record_handoff(pb::RecordHandoffRequest {
+            context: Some(context(SHOP, &forged, "203.0.113.66")),
+            destination_url: format!("https://{CHECKOUT}/"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h.method(), ResolutionMethod::GaCookie);
+    let mut arrive = context(CHECKOUT, "", "203.0.113.66");
+    arrive.url = h.decorated_url.clone();
+    let r = resolve(&mut k, arrive, "").await;
+    assert_eq!(r.identity.clone().unwrap().user_id, "");
+    assert_ne!(r.identity.clone().unwrap().client_id, v);
+    assert_eq!(reasons(&r), [RejectionReason::LinkedToUser]);
+}
+
+/// Found in review: page views racing a login must not drop its link (the
+/// record write is computed from an older read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn page_views_racing_a_login_keep_its_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProc::start(&dir.path().join("data"), &["--touch-write-secs", "0"]).await;
+    let c = server.client().await;
+    for trial in 0..30 {
+        let mut first = c.clone();
+        let visit = resolve(&mut first, context(SHOP, "", "198.51.100.40"), "").await;
+        let jar = cookie_header(&visit.cookies);
+        let user = format!("racer-{trial}");
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let mut c = c.clone();
+            let jar = jar.clone();
+            let user = if i == 0 { user.clone() } else { String::new() };
+            tasks.push(tokio::spawn(async move {
+                resolve(&mut c, context(SHOP, &jar, "198.51.100.40"), &user).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut c2 = c.clone();
+        let after = resolve(&mut c2, context(SHOP, &jar, "198.51.100.40"), "").await;
+        assert_eq!(after.identity.unwrap().user_id, user, "trial {trial}");
+        let found = c2
+            .lookup_by_user(pb::LookupByUserRequest {
+                user: Some(pb::lookup_by_user_request::User::UserId(user.clone())),
+                limit: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            found.identity.unwrap().client_id,
+            visit.identity.clone().unwrap().client_id
+        );
+    }
+}
+
+/// Found in review: a passive call about a visitor whose consent is denied
+/// mints nothing.
+#[tokio::test]
+async fn a_passive_call_without_consent_mints_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProc::start(&dir.path().join("data"), &[]).await;
+    let mut c = server.client().await;
+    let mut ctx = context(SHOP, "", "");
+    ctx.consent = Some(pb::Consent {
+        analytics_storage: pb::ConsentState::Denied as i32,
+        ..Default::default()
+    });
+    for _ in 0..2 {
+        let err = c
+            .resolve_session(pb::ResolveSessionRequest {
+                context: Some(ctx.clone()),
+                passive: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+    }
+}

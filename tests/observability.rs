@@ -80,7 +80,10 @@ async fn metrics_show_the_stitch_rate_and_logs_hold_no_personal_data() {
         r#"sessionbridge_requests_total{rpc="RecordHandoff",code="Ok"} 1"#,
         r#"sessionbridge_requests_total{rpc="ResolveSession",code="Ok"} 2"#,
         r#"sessionbridge_requests_total{rpc="ResolveSession",code="InvalidArgument"} 1"#,
-        r#"sessionbridge_resolutions_total{method="token",source="brand.example"} 1"#,
+        // An anonymous visitor's link with a login on arrival: the login
+        // starts a fresh client (whoever sent the link may hold the one in
+        // it), reported as new.
+        r#"sessionbridge_resolutions_total{method="new",source="brand.example"} 1"#,
         // The replay still resolves: by the email the first call linked.
         r#"sessionbridge_resolutions_total{method="email",source="brand.example"} 1"#,
         r#"sessionbridge_rejected_evidence_total{evidence="token",reason="replayed"} 1"#,

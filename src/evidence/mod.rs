@@ -80,6 +80,9 @@ pub struct Found {
     pub consent: Option<ConsentMode>,
     /// Valid pieces of this evidence disagreed: link no login on it.
     pub conflict: bool,
+    /// The client must be marked `adopted`: no login may link it (it came
+    /// through a link, or from forgeable evidence by way of a token).
+    pub adopt: bool,
 }
 
 impl Found {
@@ -96,6 +99,7 @@ impl Found {
             record,
             consent: None,
             conflict: false,
+            adopt: false,
         }
     }
 }

@@ -86,7 +86,7 @@ pub async fn read<S: Store>(
         return Ok(None);
     }
     if input.passive {
-        return found(cx, claims).await;
+        return found(cx, claims, rejected).await;
     }
     match cx
         .store
@@ -112,16 +112,39 @@ pub async fn read<S: Store>(
     cx.store
         .drop_bridge_of_token(claims.token_id, cx.now)
         .await?;
-    found(cx, claims).await
+    found(cx, claims, rejected).await
 }
 
-async fn found<S: Store>(cx: &Cx<'_, S>, claims: Claims) -> Result<Option<Found>, StoreError> {
+async fn found<S: Store>(
+    cx: &Cx<'_, S>,
+    claims: Claims,
+    rejected: &mut Vec<Rejected>,
+) -> Result<Option<Found>, StoreError> {
     let Claims {
-        identity, consent, ..
+        identity,
+        consent,
+        adopted,
+        linked,
+        ..
     } = claims;
+    if adopted {
+        // The source got this client id from forgeable evidence: the token
+        // proves no more than that evidence did.
+        let found = super::forgeable(cx, identity, Method::HandoffToken, 1.0, rejected).await?;
+        return Ok(found.map(|f| Found {
+            consent: Some(consent),
+            adopt: true,
+            ..f
+        }));
+    }
     let (identity, record) = super::with_record(cx, identity).await?;
+    // A client no login owned at the source, arriving through a link:
+    // whoever sent the link may hold the same client, so no login may link
+    // it here.
+    let adopt = !linked;
     Ok(Some(Found {
         consent: Some(consent),
+        adopt,
         ..Found::new(identity, Method::HandoffToken, 1.0, record)
     }))
 }
@@ -134,6 +157,10 @@ pub struct Issue<'a> {
     pub passive_expires_at: i64,
     pub max_uses: u8,
     pub consent: crate::identity::ConsentMode,
+    /// The source's client came from forgeable evidence.
+    pub adopted: bool,
+    /// The source's identity was linked to a user.
+    pub linked: bool,
     /// The User-Agent to bind the token to, if any.
     pub bind_user_agent: Option<&'a str>,
     /// The hosts that may redeem it.
@@ -156,6 +183,8 @@ pub fn write(
         passive_expires_at: t.passive_expires_at,
         max_uses: t.max_uses,
         consent: t.consent,
+        adopted: t.adopted,
+        linked: t.linked,
         user_agent: t
             .bind_user_agent
             .map(|ua| token::short_hash(keys, "ua", ua)),

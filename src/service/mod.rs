@@ -88,6 +88,9 @@ pub struct Resolution {
     pub persisted: bool,
     /// The consent in force for the request.
     pub consent: ConsentMode,
+    /// No login may link this client (see `ClientRecord::adopted`); a
+    /// token sealed for it says so.
+    pub adopted: bool,
 }
 
 /// The core service, generic over its store.
@@ -229,6 +232,10 @@ impl<S: Store> Service<S> {
         let scope = self.scope(ctx)?;
         let clean_url = self.clean_url(ctx);
         if ctx.consent == Consent::Denied {
+            // A passive call mints nothing, not even an ephemeral identity.
+            if input.passive {
+                return Err(no_consent_passive());
+            }
             return Ok(self.without_consent(req, &scope, now, clean_url));
         }
 
@@ -256,6 +263,9 @@ impl<S: Store> Service<S> {
         // request states consent itself, the destination must not identify.
         if let Some(f) = &found {
             if consent.analytics == Consent::Denied {
+                if input.passive {
+                    return Err(no_consent_passive());
+                }
                 rejected.push(Rejected::new(
                     f.method,
                     Rejection::NoConsent,
@@ -296,26 +306,29 @@ impl<S: Store> Service<S> {
             }
             other => other,
         };
-        let (mut identity, method, confidence, record, new_client) = match found {
+        let (mut identity, method, confidence, record, new_client, adopt) = match found {
             Some(Found {
                 identity,
                 method,
                 confidence,
                 record,
+                adopt,
                 ..
-            }) => (identity, method, confidence, record, false),
+            }) => (identity, method, confidence, record, false, adopt),
             None => {
                 let id = self
                     .settings
                     .policy
                     .new_identity(ClientId::generate(now), now);
                 // The new identity's session starts now: no touch needed.
-                (id, Method::New, 0.0, None, true)
+                (id, Method::New, 0.0, None, true, false)
             }
         };
-        // Whether forgeable evidence ever named this client: a later login
-        // on it moves to a fresh client id, even through the own cookie.
+        // Whether forgeable evidence ever named this client (or a link
+        // brought it with no login): a later login on it moves to a fresh
+        // client id, even through the own cookie.
         let adopted = record.as_ref().is_some_and(|r| r.adopted)
+            || adopt
             || evidence::trust(method) == evidence::Trust::Forgeable && !new_client;
         let new_session = new_client || self.settings.policy.touch(&mut identity, now);
         // Time from the visitor never runs ahead of the server's clock.
@@ -378,13 +391,14 @@ impl<S: Store> Service<S> {
             clean_url,
             persisted: true,
             consent,
+            adopted,
         })
     }
 
     /// Whether a login must not link the client `f` names: forgeable
     /// evidence named it (now or ever), or another user's login owns it.
     fn login_must_move(&self, f: &Found, user: &UserInput) -> bool {
-        if evidence::trust(f.method) == evidence::Trust::Forgeable {
+        if f.adopt || evidence::trust(f.method) == evidence::Trust::Forgeable {
             return true;
         }
         f.record.as_ref().is_some_and(|r| {
@@ -442,6 +456,7 @@ impl<S: Store> Service<S> {
             rejected,
             clean_url,
             persisted: f.record.is_some(),
+            adopted: f.adopt || f.record.as_ref().is_some_and(|r| r.adopted),
             consent,
         })
     }
@@ -493,6 +508,7 @@ impl<S: Store> Service<S> {
                 analytics: Consent::Denied,
                 ..req.ctx.defaults.in_force(&req.ctx.stated, None)
             },
+            adopted: false,
         }
     }
 
@@ -591,6 +607,14 @@ impl<S: Store> Service<S> {
     pub async fn sweep(&self) -> Result<usize, ServiceError> {
         Ok(self.store.sweep(self.now()).await?)
     }
+}
+
+/// A passive call about a visitor whose analytics consent is denied: there
+/// is no identity to report, and none is minted.
+fn no_consent_passive() -> ServiceError {
+    ServiceError::NotFound(
+        "analytics consent is denied for this visitor: a passive call reports no identity".into(),
+    )
 }
 
 #[cfg(test)]

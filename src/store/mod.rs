@@ -50,6 +50,31 @@ pub struct UserEntry {
     pub linked_at: i64,
 }
 
+/// `new` with what `old` (the stored record) has and `new` lacks: its user
+/// links, its user id, its adopted mark; None when `new` lacks nothing. A
+/// write computed from a read that predates a concurrent login must not
+/// drop that login.
+pub(crate) fn keep_links(new: &ClientRecord, old: &ClientRecord) -> Option<ClientRecord> {
+    let missing: Vec<UserKey> = old
+        .user_keys
+        .iter()
+        .filter(|k| !new.user_keys.contains(k))
+        .copied()
+        .collect();
+    let user_id = new.identity.user_id.is_none() && old.identity.user_id.is_some();
+    let adopted = old.adopted && !new.adopted;
+    if missing.is_empty() && !user_id && !adopted {
+        return None;
+    }
+    let mut out = new.clone();
+    out.user_keys.extend(missing);
+    if user_id {
+        out.identity.user_id = old.identity.user_id.clone();
+    }
+    out.adopted |= old.adopted;
+    Some(out)
+}
+
 /// The user key of nobody: erasing one client through it leaves every
 /// real user's index to the record's own list of users.
 pub(crate) const NOBODY: UserKey = UserKey::from_parts([0; 32], [0; 32]);

@@ -149,7 +149,30 @@ if erased(KEYS[2], ARGV[3]) then return 0 end
 local t = redis.call('TIME')[1]
 local n = tonumber(ARGV[6])
 for i = 3 + n, #KEYS do keep(KEYS[i], ARGV[2], ARGV[5], t) end
-redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+-- A write made from a read older than a concurrent login keeps that
+-- login's links (and the adopted mark): records only ever gain users here.
+local rec = ARGV[1]
+local old = redis.call('GET', KEYS[1])
+if old then
+  local ok, o = pcall(cjson.decode, old)
+  local okn, w = pcall(cjson.decode, rec)
+  if ok and okn and type(o) == 'table' and type(w) == 'table' then
+    local changed = false
+    local have = {}
+    w.user_keys = w.user_keys or {}
+    for _, k in ipairs(w.user_keys) do have[k] = true end
+    for _, k in ipairs(o.user_keys or {}) do
+      if not have[k] then table.insert(w.user_keys, k); have[k] = true; changed = true end
+    end
+    if type(o.identity) == 'table' and type(w.identity) == 'table'
+      and o.identity.user_id and not w.identity.user_id then
+      w.identity.user_id = o.identity.user_id; changed = true
+    end
+    if o.adopted and not w.adopted then w.adopted = true; changed = true end
+    if changed then rec = cjson.encode(w) end
+  end
+end
+redis.call('SET', KEYS[1], rec, 'EXAT', ARGV[2])
 for i = 3, 2 + n do
   redis.call('ZADD', KEYS[i], ARGV[3], ARGV[5])
   redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(tonumber(ARGV[4]) + 1))

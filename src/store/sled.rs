@@ -635,6 +635,25 @@ impl Store for SledStore {
             if self.tombstoned(&mark, now)? {
                 return Ok(Put::Erased);
             }
+            // A write made from a read older than a concurrent login keeps
+            // that login's links (records only ever gain users here).
+            let merged = match self.clients.get(key).map_err(unavailable)? {
+                Some(v) => {
+                    let (exp, _, stored) = open_envelope(&v)?;
+                    if exp > now {
+                        let old: ClientRecord =
+                            decode(&unseal(&self.sealer.client_cipher(id), &key, stored)?)?;
+                        super::keep_links(w.record, &old)
+                    } else {
+                        None
+                    }
+                }
+                None => None,
+            };
+            let body = match &merged {
+                Some(m) => seal(&self.sealer.client_cipher(id), &key, &encode(m)),
+                None => body,
+            };
             // The reverse index first: a crash between the two leaves an
             // entry that outlives its record, never a record it misses.
             for (lk, sealed) in &links {
