@@ -171,11 +171,23 @@ impl RequestId {
 #[derive(Clone)]
 pub struct Edge<S> {
     inner: S,
+    /// The call's deadline (`request_timeout_ms`): past it the call ends
+    /// with DEADLINE_EXCEEDED, its ErrorInfo and request id.
+    timeout: Option<Duration>,
 }
 
 impl<S> Edge<S> {
     pub fn new(inner: S) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            timeout: None,
+        }
+    }
+
+    /// Ends calls that run past `timeout` with a complete status.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 }
 
@@ -206,9 +218,26 @@ where
         req.extensions_mut().insert(id.clone());
         let mut inner = self.inner.clone();
         std::mem::swap(&mut inner, &mut self.inner);
+        let timeout = self.timeout;
         Box::pin(async move {
-            let Ok(response) = inner.call(req).await;
-            let mut response = response.map(Body::new);
+            let call = inner.call(req);
+            let response = match timeout {
+                Some(t) => match tokio::time::timeout(t, call).await {
+                    Ok(Ok(r)) => r.map(Body::new),
+                    Err(_) => status(
+                        Code::DeadlineExceeded,
+                        reason::DEADLINE_EXCEEDED,
+                        "the call took longer than request_timeout_ms: serve the page without identity",
+                        ErrorDetails::new(),
+                    )
+                    .into_http(),
+                },
+                None => {
+                    let Ok(r) = call.await;
+                    r.map(Body::new)
+                }
+            };
+            let mut response = response;
             let bare_error = Status::from_header_map(response.headers())
                 .filter(|s| s.code() != Code::Ok && s.details().is_empty());
             if let Some(s) = bare_error {

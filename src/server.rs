@@ -149,7 +149,8 @@ async fn serve<S: Store + Clone>(
             cfg.concurrency_limit,
         ),
         auth,
-    ));
+    ))
+    .with_timeout(Duration::from_millis(cfg.request_timeout_ms));
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
@@ -182,7 +183,9 @@ async fn serve<S: Store + Clone>(
         None => None,
     };
     let server = builder
-        .timeout(Duration::from_millis(cfg.request_timeout_ms))
+        // The identity API's own deadline is in `Edge` (a complete status);
+        // this one, a little later, bounds health and reflection.
+        .timeout(Duration::from_millis(cfg.request_timeout_ms) + Duration::from_millis(250))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -175,3 +175,37 @@ async fn a_missing_token_is_unauthenticated() {
     assert_eq!(reason(&err), "UNAUTHENTICATED");
     request_id(&err);
 }
+
+#[tokio::test]
+async fn a_call_past_its_deadline_says_so_with_details() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = common::Redis::start();
+    let url = redis.url();
+    let server = InProc::start(
+        &dir.path().join("data"),
+        &[
+            "--store",
+            "redis",
+            "--redis-urls",
+            &url,
+            "--redis-timeout-ms",
+            "5000",
+            "--request-timeout-ms",
+            "300",
+        ],
+    )
+    .await;
+    let mut c = server.client().await;
+    // Redis stalls for a second: the call runs past request_timeout_ms.
+    redis.cli(&["CLIENT", "PAUSE", "1000", "ALL"]);
+    let err = c
+        .resolve_session(pb::ResolveSessionRequest {
+            context: Some(ctx("a.example", "")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert_eq!(reason(&err), "DEADLINE_EXCEEDED");
+    request_id(&err);
+}
