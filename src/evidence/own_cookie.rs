@@ -56,7 +56,8 @@ pub fn names(settings: &Settings) -> Vec<String> {
 /// visitors (one may have been planted), the choice is deterministic: the
 /// most trusted name first (`__Host-`, `__Secure-`, then older names), and
 /// among cookies of one name the first in the header, which browsers send
-/// oldest first. The conflict is reported and no login is linked on this
+/// oldest first among cookies of one path (a longer path comes first).
+/// The conflict is reported and no login is linked on this
 /// request.
 pub async fn read<S: Store>(
     cx: &Cx<'_, S>,
@@ -105,7 +106,7 @@ pub async fn read<S: Store>(
         rejected.push(Rejected::new(
             Method::Cookie,
             Rejection::Conflict,
-            "own cookies name different visitors (one may have been planted): the most trusted name, then the oldest, decides",
+            "own cookies name different visitors (one may have been planted): the most trusted name, then the first sent, decides",
         ));
     }
     // Time from a cookie this service signed is the service's own; still,

@@ -2,7 +2,7 @@
 //! written. Off unless referrers are allow-listed, because whoever sees
 //! such a link can fixate or take over the session.
 
-use crate::identity::{ClientId, Method, Rejected, Rejection};
+use crate::identity::{Method, Rejected, Rejection};
 use crate::request::Parsed;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
@@ -38,10 +38,12 @@ pub async fn read<S: Store>(
         ));
         return Ok(None);
     }
-    let Ok(client_id) = value.parse::<ClientId>() else {
+    // The same plausibility as a `_ga` cookie: no zero id, no creation
+    // time before GA4 or ahead of the clock.
+    let Ok(client_id) = crate::ga::parse_client_id(&format!("GA1.1.{value}"), cx.now) else {
         rejected.push(reject(
             Rejection::Malformed,
-            "raw session id parameter is not a client id",
+            "raw session id parameter is not a plausible client id",
         ));
         return Ok(None);
     };
