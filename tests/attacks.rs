@@ -523,3 +523,38 @@ async fn a_passive_call_without_consent_mints_nothing() {
         assert_eq!(err.code(), tonic::Code::NotFound);
     }
 }
+
+/// Found in review: a visitor who follows a link while already holding the
+/// destination's cookie never spends the token, but the hand-off is done:
+/// its bridge entry must not serve the next person with the same browser
+/// and network.
+#[tokio::test]
+async fn a_link_followed_with_a_cookie_leaves_no_bridge_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = flags(&[]);
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = InProc::start(&dir.path().join("data"), &args).await;
+    let mut c = server.client().await;
+    let ip = "198.51.100.50";
+    let shop = resolve(&mut c, context(SHOP, "", ip), "").await;
+    let checkout = resolve(&mut c, context(CHECKOUT, "", ip), "").await;
+    let h = c
+        .record_handoff(pb::RecordHandoffRequest {
+            context: Some(context(SHOP, &cookie_header(&shop.cookies), ip)),
+            destination_url: format!("https://{CHECKOUT}/"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut follow = context(CHECKOUT, &cookie_header(&checkout.cookies), ip);
+    follow.url = h.decorated_url.clone();
+    follow.referer = format!("https://{SHOP}/");
+    let r = resolve(&mut c, follow, "").await;
+    assert_eq!(r.method(), ResolutionMethod::Cookie);
+    // The next person behind the same network, same browser build.
+    let mut next = context(CHECKOUT, "", "198.51.100.51");
+    next.referer = format!("https://{SHOP}/");
+    let r = resolve(&mut c, next, "").await;
+    assert_eq!(r.method(), ResolutionMethod::New, "{r:?}");
+}

@@ -198,3 +198,26 @@ pub fn write(
     let url = query::with(destination, param(settings), &sealed);
     (sealed, token_id, url)
 }
+
+/// A token in the URL of a page view that other evidence decided (the
+/// visitor already had the destination's cookie): the hand-off is done all
+/// the same, so its bridge entries must not serve anyone else. Opens the
+/// token only to learn its id; spends no use.
+pub async fn drop_unused<S: Store>(
+    cx: &Cx<'_, S>,
+    req: &crate::request::Parsed<'_>,
+) -> Result<(), StoreError> {
+    let Some(sealed) = req.param(param(cx.settings)) else {
+        return Ok(());
+    };
+    let Ok(claims) = token::open(cx.keys, sealed) else {
+        return Ok(());
+    };
+    let host = token::short_hash(cx.keys, "host", &req.ctx.host);
+    if cx.now < claims.expires_at && claims.audience.contains(&host) {
+        cx.store
+            .drop_bridge_of_token(claims.token_id, cx.now)
+            .await?;
+    }
+    Ok(())
+}

@@ -280,6 +280,12 @@ impl<S: Store> Service<S> {
         if input.passive {
             return self.passive_answer(found, rejected, clean_url, consent);
         }
+        if found
+            .as_ref()
+            .is_none_or(|f| f.method != Method::HandoffToken)
+        {
+            evidence::token::drop_unused(&cx, req).await?;
+        }
         let mut link = !input.user.keys.is_empty();
         let found = match found {
             // Own cookies that disagree: no login is linked on this
