@@ -459,12 +459,14 @@ async fn a_forged_ga_is_not_laundered_through_a_token() {
 
 /// Found in review: page views racing a login must not drop its link (the
 /// record write is computed from an older read).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn page_views_racing_a_login_keep_its_link() {
+async fn page_views_racing_a_login(store: &[String], trials: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let server = InProc::start(&dir.path().join("data"), &["--touch-write-secs", "0"]).await;
+    let mut flags = vec!["--touch-write-secs".to_string(), "0".to_string()];
+    flags.extend_from_slice(store);
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = InProc::start(&dir.path().join("data"), &args).await;
     let c = server.client().await;
-    for trial in 0..30 {
+    for trial in 0..trials {
         let mut first = c.clone();
         let visit = resolve(&mut first, context(SHOP, "", "198.51.100.40"), "").await;
         let jar = cookie_header(&visit.cookies);
@@ -497,6 +499,40 @@ async fn page_views_racing_a_login_keep_its_link() {
             visit.identity.clone().unwrap().client_id
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn page_views_racing_a_login_keep_its_link_on_sled() {
+    page_views_racing_a_login(&[], 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn page_views_racing_a_login_keep_its_link_on_redis() {
+    let redis = common::Redis::start();
+    page_views_racing_a_login(
+        &[
+            "--store".into(),
+            "redis".into(),
+            "--redis-urls".into(),
+            redis.url(),
+        ],
+        20,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn page_views_racing_a_login_keep_its_link_on_redis_cluster() {
+    let cluster = common::RedisCluster::start();
+    let mut flags = vec![
+        "--store".to_string(),
+        "redis".into(),
+        "--redis-cluster".into(),
+        "true".into(),
+    ];
+    flags.push("--redis-urls".into());
+    flags.push(cluster.urls().join(","));
+    page_views_racing_a_login(&flags, 20).await;
 }
 
 /// Found in review: a passive call about a visitor whose consent is denied

@@ -149,35 +149,46 @@ if erased(KEYS[2], ARGV[3]) then return 0 end
 local t = redis.call('TIME')[1]
 local n = tonumber(ARGV[6])
 for i = 3 + n, #KEYS do keep(KEYS[i], ARGV[2], ARGV[5], t) end
--- A write made from a read older than a concurrent login keeps that
--- login's links (and the adopted mark): records only ever gain users here.
-local rec = ARGV[1]
-local old = redis.call('GET', KEYS[1])
-if old then
-  local ok, o = pcall(cjson.decode, old)
-  local okn, w = pcall(cjson.decode, rec)
-  if ok and okn and type(o) == 'table' and type(w) == 'table' then
-    local changed = false
-    local have = {}
-    w.user_keys = w.user_keys or {}
-    for _, k in ipairs(w.user_keys) do have[k] = true end
-    for _, k in ipairs(o.user_keys or {}) do
-      if not have[k] then table.insert(w.user_keys, k); have[k] = true; changed = true end
-    end
-    if type(o.identity) == 'table' and type(w.identity) == 'table'
-      and o.identity.user_id and not w.identity.user_id then
-      w.identity.user_id = o.identity.user_id; changed = true
-    end
-    if o.adopted and not w.adopted then w.adopted = true; changed = true end
-    if changed then rec = cjson.encode(w) end
-  end
-end
-redis.call('SET', KEYS[1], rec, 'EXAT', ARGV[2])
+redis.call('SET', KEYS[1], kept_links(KEYS[1], ARGV[1]), 'EXAT', ARGV[2])
 for i = 3, 2 + n do
   redis.call('ZADD', KEYS[i], ARGV[3], ARGV[5])
   redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(tonumber(ARGV[4]) + 1))
   redis.call('EXPIREAT', KEYS[i], ARGV[2])
 end
+return 1
+";
+
+/// A client record to write, keeping what the stored one has and it lacks:
+/// a write made from a read older than a concurrent login keeps that
+/// login's links (and the adopted mark). Records only ever gain users here.
+const KEPT_LINKS_FN: &str = r"
+local function kept_links(key, rec)
+  local old = redis.call('GET', key)
+  if not old then return rec end
+  local ok, o = pcall(cjson.decode, old)
+  local okn, w = pcall(cjson.decode, rec)
+  if not (ok and okn and type(o) == 'table' and type(w) == 'table') then return rec end
+  local changed = false
+  local have = {}
+  w.user_keys = w.user_keys or {}
+  for _, k in ipairs(w.user_keys) do have[k] = true end
+  for _, k in ipairs(o.user_keys or {}) do
+    if not have[k] then table.insert(w.user_keys, k); have[k] = true; changed = true end
+  end
+  if type(o.identity) == 'table' and type(w.identity) == 'table'
+    and o.identity.user_id and not w.identity.user_id then
+    w.identity.user_id = o.identity.user_id; changed = true
+  end
+  if o.adopted and not w.adopted then w.adopted = true; changed = true end
+  if changed then return cjson.encode(w) end
+  return rec
+end
+";
+
+/// The record key alone (a cluster's step): KEYS[1] the record; ARGV:
+/// record, expiry.
+const PUT_RECORD: &str = r"
+redis.call('SET', KEYS[1], kept_links(KEYS[1], ARGV[1]), 'EXAT', ARGV[2])
 return 1
 ";
 
@@ -281,7 +292,7 @@ return {found and 1 or 0, count}
 ";
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{KEEP_FN}{BRIDGE_VALUE_FN}{body}"))
+    Script::new(&format!("{KEEP_FN}{BRIDGE_VALUE_FN}{KEPT_LINKS_FN}{body}"))
 }
 
 /// The scripts, hashed once.
@@ -290,6 +301,7 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scrip
     put: script(PUT),
     put_bridge: script(PUT_BRIDGE),
     put_bridge_one: script(PUT_BRIDGE_ONE),
+    put_record: script(PUT_RECORD),
     forget: script(FORGET),
     drop_bridge_of: Script::new(DROP_BRIDGE_OF),
 });
@@ -299,6 +311,7 @@ struct Scripts {
     put: Script,
     put_bridge: Script,
     put_bridge_one: Script,
+    put_record: Script,
     forget: Script,
     drop_bridge_of: Script,
 }
@@ -441,12 +454,12 @@ impl RedisStore {
         for user in users {
             self.keep(&self.all_key(user), w.expires_at, &cid).await?;
         }
-        let _: () = redis::cmd("SET")
-            .arg(self.client_key(id))
+        let _: i64 = SCRIPTS
+            .put_record
+            .key(self.client_key(id))
             .arg(stamp(w.record, w.expires_at))
-            .arg("EXAT")
             .arg(w.expires_at)
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         for user in w.link {
