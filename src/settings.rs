@@ -18,6 +18,9 @@ pub struct Settings {
     pub policy: SessionPolicy,
     pub allowed: AllowedDomains,
     pub cookie_name: String,
+    /// The own cookie's names, most trusted first (see
+    /// `evidence::own_cookie::names`), made once.
+    pub cookie_names: Vec<String>,
     pub identity_ttl_secs: i64,
     /// A hit that changes nothing but the last-hit time is written only
     /// when the stored time is at least this old.
@@ -67,6 +70,7 @@ impl Settings {
             },
             allowed: checked.allowed_domains,
             cookie_name: cfg.cookie_name.clone(),
+            cookie_names: crate::evidence::own_cookie::names_for_base(&cfg.cookie_name),
             identity_ttl_secs: cfg.identity_ttl_secs(),
             touch_write_secs: cfg.touch_write_secs.min(cfg.session_timeout_secs / 10) as i64,
             ga_cookie: cfg.ga_cookie,

@@ -28,23 +28,28 @@ fn detail(reason: Rejection) -> &'static str {
 /// Domain, and a `__Secure-` cookie only over HTTPS: neither can be planted
 /// by an http man-in-the-middle, and a `__Host-` one not by a sibling
 /// subdomain either.
-pub fn name_for(settings: &Settings, scope: &CookieScope) -> String {
+pub fn name_for<'s>(settings: &'s Settings, scope: &CookieScope) -> &'s str {
+    let names = names(settings);
     match scope {
-        CookieScope::HostOnly(_) => format!("__Host-{}", settings.cookie_name),
-        CookieScope::Domain(_) => format!("__Secure-{}", settings.cookie_name),
+        CookieScope::HostOnly(_) => &names[0],
+        CookieScope::Domain(_) => &names[1],
     }
 }
 
 /// Every name the own cookie is read under, in the order of trust: the
 /// two prefixed names, then the unprefixed names of earlier versions
 /// (`<base>`, and `_sbid` for the default base), which are read once and
-/// then replaced.
-pub fn names(settings: &Settings) -> Vec<String> {
-    let base = &settings.cookie_name;
+/// then replaced. Made once, with the settings.
+pub fn names(settings: &Settings) -> &[String] {
+    &settings.cookie_names
+}
+
+/// The names [`names`] gives for a base name.
+pub fn names_for_base(base: &str) -> Vec<String> {
     let mut v = vec![
         format!("__Host-{base}"),
         format!("__Secure-{base}"),
-        base.clone(),
+        base.to_string(),
     ];
     if base == crate::settings::DEFAULT_COOKIE_BASE {
         v.push(crate::settings::LEGACY_COOKIE_NAME.to_string());
@@ -67,7 +72,7 @@ pub async fn read<S: Store>(
     let names = names(cx.settings);
     let mut valid: Vec<Identity> = Vec::new();
     let mut scopes = None;
-    for name in &names {
+    for name in names {
         for v in req.cookies_named(name) {
             let scopes = scopes.get_or_insert_with(|| {
                 cx.settings
@@ -137,9 +142,9 @@ pub fn write(
     req: &Parsed<'_>,
 ) -> Vec<SetCookie> {
     let name = name_for(settings, scope);
-    let value = cookie::seal_identity(keys, scope, &name, identity);
+    let value = cookie::seal_identity(keys, scope, name, identity);
     let mut out = vec![SetCookie::new(
-        &name,
+        name,
         value,
         scope,
         settings.identity_ttl_secs,

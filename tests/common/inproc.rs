@@ -80,12 +80,7 @@ impl InProc {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url())
-            .unwrap()
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .expect("connect")
+        super::connect(&self.addr).await
     }
 
     pub async fn client(&self) -> Client {

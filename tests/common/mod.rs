@@ -26,6 +26,16 @@ pub struct Server {
     stderr_log: PathBuf,
 }
 
+/// A channel to a server at `addr` (host:port), plaintext.
+pub async fn connect(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .expect("connect")
+}
+
 /// Writes a key file into `dir` and returns its path.
 pub fn keyfile(dir: &Path) -> PathBuf {
     let path = dir.join("keys.json");
@@ -118,12 +128,7 @@ impl Server {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url())
-            .unwrap()
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .expect("connect")
+        connect(&self.addr).await
     }
 
     pub async fn client(&self) -> Client {
