@@ -19,7 +19,7 @@ use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest}
 pub const SHOP: &str = "shop.example.com";
 pub const CHECKOUT: &str = "checkout.example.net";
 pub const ALLOWED: &str = "example.com,example.net";
-const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+pub const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
                   Chrome/148.0.0.0 Safari/537.36";
 
 /// One connection to each backend a workload may use.
