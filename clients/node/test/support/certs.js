@@ -1,7 +1,9 @@
 'use strict';
 
-// A throwaway certificate authority and one server certificate for the
-// test host names, made with openssl as examples/demo/run makes the demo's.
+// A throwaway certificate authority and certificates signed by it, made
+// with openssl as examples/demo/run makes the demo's: one for the test
+// sites' host names, and on demand one for a TLS sidecar and one client
+// certificate for mutual TLS.
 
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -13,21 +15,29 @@ function openssl(args, cwd) {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-/** Writes ca.pem, site.pem, site.key in `dir`; returns their paths and the CA. */
+/** A certificate `name`.pem / `name`.key signed by the CA in `dir`. */
+function leaf(dir, name, { san, usage }) {
+  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`], dir);
+  fs.writeFileSync(path.join(dir, `${name}.ext`), `${san ? `subjectAltName=${san}\n` : ''}extendedKeyUsage=${usage}\n`);
+  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2',
+    '-extfile', `${name}.ext`, '-out', `${name}.pem`], dir);
+  return { certPath: path.join(dir, `${name}.pem`), keyPath: path.join(dir, `${name}.key`) };
+}
+
+/**
+ * Writes the CA and the sites' certificate in `dir`. Returns the paths,
+ * the CA's PEM, and `leaf(name, {san, usage})` for more certificates.
+ */
 function makeCerts(dir, hosts = HOSTS) {
   fs.mkdirSync(dir, { recursive: true });
-  const san = hosts.map((h) => `DNS:${h}`).join(',');
   openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=sessionbridge test CA',
     '-keyout', 'ca.key', '-out', 'ca.pem'], dir);
-  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${hosts[0]}`, '-keyout', 'site.key', '-out', 'site.csr'], dir);
-  fs.writeFileSync(path.join(dir, 'site.ext'), `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`);
-  openssl(['x509', '-req', '-in', 'site.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2',
-    '-extfile', 'site.ext', '-out', 'site.pem'], dir);
+  const site = leaf(dir, 'site', { san: hosts.map((h) => `DNS:${h}`).join(','), usage: 'serverAuth' });
   return {
     ca: fs.readFileSync(path.join(dir, 'ca.pem')),
     caPath: path.join(dir, 'ca.pem'),
-    certPath: path.join(dir, 'site.pem'),
-    keyPath: path.join(dir, 'site.key'),
+    ...site,
+    leaf: (name, opts) => leaf(dir, name, opts),
   };
 }
 
