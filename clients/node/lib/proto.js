@@ -7,8 +7,9 @@
 // callers pass and read plain numbers and booleans (`null` for unset).
 //
 // The .proto is the repository's own (proto/ two folders up) when the
-// package is used from a checkout; `npm pack` copies it into the package
-// (scripts/proto.js), so an installed tarball carries it.
+// package is used from a checkout; packing the package (`npm pack`, and
+// `npm install --install-links`, which packs it) first copies it in
+// (scripts/proto.js, the `prepare` script), so an installed copy carries it.
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -19,10 +20,22 @@ const FILE = 'sessionbridge/v1/sessionbridge.proto';
 const PACKAGE = 'sessionbridge.v1';
 const SERVICE = `${PACKAGE}.SessionBridgeService`;
 
-/** Folders that may hold the .proto, the packed copy first. */
+/**
+ * Folders that may hold the .proto: the repository's proto/ when this is
+ * the repository's own clients/node folder (npm's default link install),
+ * else the copy `npm pack` or `npm install --install-links` made.
+ */
 function protoDirs() {
   const root = path.join(__dirname, '..');
-  return [path.join(root, 'proto'), path.join(root, '..', '..', 'proto')];
+  const repo = path.join(root, '..', '..');
+  const copy = path.join(root, 'proto');
+  let inRepo = false;
+  try {
+    inRepo = fs.realpathSync(path.join(repo, 'clients', 'node')) === fs.realpathSync(root);
+  } catch {
+    // not in a repository
+  }
+  return inRepo ? [path.join(repo, 'proto'), copy] : [copy];
 }
 
 function findProto() {

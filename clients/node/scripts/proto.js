@@ -1,7 +1,9 @@
 'use strict';
 
-// `npm pack` carries the repository's .proto in the package without a
-// second copy in git: `copy` (prepack) puts proto/ into the package folder,
+// The package carries the repository's .proto without a second copy in
+// git: `copy` (the `prepare` script, which npm runs before it packs the
+// folder: `npm pack`, `npm install --install-links ./clients/node`, and on
+// `npm ci` here) puts proto/ into the package folder (ignored by git);
 // `clean` (postpack) removes it again.
 
 const fs = require('node:fs');
@@ -15,6 +17,8 @@ const COPY = path.join(PKG, 'proto');
 const what = process.argv[2];
 if (what === 'copy') {
   if (!fs.existsSync(SOURCE)) {
+    // Outside the repository: a copy made earlier is all there is.
+    if (fs.existsSync(path.join(COPY, FILE))) process.exit(0);
     console.error(`scripts/proto.js: ${SOURCE} not found: pack the package from the repository`);
     process.exit(1);
   }
