@@ -12,11 +12,13 @@ const { attach, stateOf, queueCookies } = require('./response');
 
 const STATUS_NAMES = Object.fromEntries(Object.entries(status).map(([k, v]) => [v, k]));
 
+/** `CODE details` on one line. */
 function errorText(e) {
-  if (e && typeof e.code === 'number' && STATUS_NAMES[e.code]) {
-    return `${STATUS_NAMES[e.code]} ${e.details || e.message || ''}`.trim();
-  }
-  return (e && (e.message || String(e))) || 'unknown error';
+  const text =
+    e && typeof e.code === 'number' && STATUS_NAMES[e.code]
+      ? `${STATUS_NAMES[e.code]} ${e.details || e.message || ''}`
+      : (e && (e.message || String(e))) || 'unknown error';
+  return text.replace(/\s+/g, ' ').trim();
 }
 
 function skipper(skip) {
