@@ -1,21 +1,20 @@
 // The demo checkout: a small Node backend beside its own sessionbridge
 // sidecar, on another site than the shop.
 //
-// Every page calls ResolveSession with the request's context and sets the
-// cookies the sidecar returns; the page shows which identity arrived and how
-// it was recognised. The client is built from the service's .proto at start
-// (@grpc/proto-loader), the usual way for Node backends.
+// It uses the sessionbridge package (clients/node) through its
+// framework-neutral core on node:https: every page is resolved by one
+// ResolveSession call, whose cookies the package appends to the response;
+// the page shows which identity arrived and how it was recognised. A
+// sidecar that fails leaves the page served without identity.
 //
 // Configuration from the environment (see examples/demo/run): SIDECAR,
-// CHECKOUT_PORT, CHECKOUT_HOST, SHOP_ORIGIN, TLS_CERT, TLS_KEY, PROTO_DIR.
+// CHECKOUT_PORT, CHECKOUT_HOST, SHOP_ORIGIN, TLS_CERT, TLS_KEY.
 
 'use strict';
 
 const fs = require('node:fs');
 const https = require('node:https');
-const path = require('node:path');
-const grpc = require('@grpc/grpc-js');
-const protoLoader = require('@grpc/proto-loader');
+const sessionbridge = require('sessionbridge');
 
 const env = (name) => {
   const v = process.env[name];
@@ -23,53 +22,31 @@ const env = (name) => {
   return v;
 };
 
-const definition = protoLoader.loadSync(
-  path.join(env('PROTO_DIR'), 'sessionbridge/v1/sessionbridge.proto'),
-  { keepCase: true, enums: String, longs: String, defaults: true, includeDirs: [env('PROTO_DIR')] },
-);
-const pb = grpc.loadPackageDefinition(definition).sessionbridge.v1;
-const sidecar = new pb.SessionBridgeService(env('SIDECAR'), grpc.credentials.createInsecure());
+const sb = sessionbridge.create({
+  target: env('SIDECAR'),
+  // The page shows how the visitor arrived (HANDOFF_TOKEN) and takes the
+  // token out of the address bar itself, so no 303 to the clean URL.
+  redirectCleanUrl: false,
+  // A debug build of the sidecar on a shared machine: a generous deadline.
+  // Production keeps the 50 ms default.
+  deadlineMs: 2000,
+});
 
 const CHECKOUT_HOST = env('CHECKOUT_HOST');
 const SHOP_ORIGIN = env('SHOP_ORIGIN');
 
 const escape = (s) =>
   String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-const short = (name, prefix) => String(name).replace(prefix, '');
-
-function context(req) {
-  const header = (n) => req.headers[n] || '';
-  return {
-    host: header('host'),
-    url: `https://${header('host')}${req.url}`,
-    referer: header('referer'),
-    user_agent: header('user-agent'),
-    cookie_header: header('cookie'),
-    client_ip: req.socket.remoteAddress.replace(/^::ffff:/, ''),
-    accept_language: header('accept-language'),
-  };
-}
-
-function resolve(req) {
-  return new Promise((ok, fail) => {
-    const deadline = new Date(Date.now() + 2000);
-    sidecar.ResolveSession({ context: context(req) }, { deadline }, (err, r) =>
-      err ? fail(err) : ok(r),
-    );
-  });
-}
 
 function page(req, r) {
-  const id = r.identity;
-  const rejected = r.rejected
-    .map(
-      (x) =>
-        `<li>${short(x.kind, 'EVIDENCE_KIND_')}: ${short(x.reason, 'REJECTION_REASON_')} (${escape(x.detail)})</li>`,
-    )
+  // No result: the sidecar failed, and the page is served all the same.
+  const shown = r || { clientId: '', sessionId: '', sessionNumber: '', method: 'none (sidecar unavailable)', confidence: 0, rejected: [] };
+  const rejected = shown.rejected
+    .map((x) => `<li>${x.kind}: ${x.reason} (${escape(x.detail)})</li>`)
     .join('');
   // The hand-off token has done its work: take it out of the address bar.
-  const clean = r.clean_url
-    ? `<script>history.replaceState(null, '', ${JSON.stringify(r.clean_url)});</script>`
+  const clean = r && r.cleanUrl
+    ? `<script>history.replaceState(null, '', ${JSON.stringify(r.cleanUrl)});</script>`
     : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Demo checkout</title>
@@ -78,11 +55,11 @@ function page(req, r) {
 <h1>Demo checkout <small>(${escape(CHECKOUT_HOST)})</small></h1>
 <p>Pay 199 € for the espresso machine.</p>
 <dl>
-<dt>client id</dt><dd id="client-id">${escape(id.client_id)}</dd>
-<dt>session id</dt><dd id="session-id">${escape(id.session_id)}</dd>
-<dt>session number</dt><dd id="session-number">${escape(id.session_number)}</dd>
-<dt>resolved by</dt><dd id="method">${short(r.method, 'RESOLUTION_METHOD_')}</dd>
-<dt>confidence</dt><dd id="confidence">${Number(r.confidence).toFixed(2)}</dd>
+<dt>client id</dt><dd id="client-id">${escape(shown.clientId)}</dd>
+<dt>session id</dt><dd id="session-id">${escape(shown.sessionId)}</dd>
+<dt>session number</dt><dd id="session-number">${escape(shown.sessionNumber)}</dd>
+<dt>resolved by</dt><dd id="method">${escape(shown.method)}</dd>
+<dt>confidence</dt><dd id="confidence">${shown.confidence.toFixed(2)}</dd>
 <dt>Referer received</dt><dd id="referer">${escape(req.headers.referer || '')}</dd>
 </dl>
 <ul id="rejected">${rejected}</ul>
@@ -98,17 +75,11 @@ async function handle(req, res) {
     res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
     return;
   }
-  try {
-    const r = await resolve(req);
-    res.writeHead(200, {
-      'Content-Type': 'text/html; charset=utf-8',
-      'Cache-Control': 'no-store',
-      'Set-Cookie': r.cookies.map((c) => c.set_cookie_header),
-    });
-    res.end(page(req, r));
-  } catch (e) {
-    res.writeHead(502, { 'Content-Type': 'text/plain' }).end(`sessionbridge: ${e.message}\n`);
-  }
+  // Resolves the request and queues the sidecar's cookies on the response;
+  // never throws (a failure is logged, and the result is null).
+  const { result } = await sb.handle(req, res);
+  res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
+  res.end(page(req, result));
 }
 
 const port = Number(env('CHECKOUT_PORT'));
