@@ -91,6 +91,10 @@ def main() -> None:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default and
+            # rewrites the scope's client address: off, so that the peer is
+            # the peer and the package's trusted_proxies rules are tested.
+            proxy_headers=False,
         )
         server = uvicorn.Server(config)
         print(f"listening on https://127.0.0.1:{port}", flush=True)
