@@ -119,3 +119,18 @@ def test_head_is_redirected_too_but_a_post_reaches_the_app(app: App, browser: ht
     assert body["clean_url"] == destination
     parsed = urllib.parse.urlsplit(handed["url"])
     assert "_sbt=" in parsed.query
+
+
+def test_a_hand_off_on_the_first_visit_carries_the_identity_the_response_sets(
+    app: App, browser: httpx.Client
+) -> None:
+    # No page before: the middleware mints the identity, and handoff() must
+    # send that one (its cookie is not in the request yet), not mint another.
+    handed = browser.get(app.url(SHOP, "/handoff"), params={"to": app.url(CHECKOUT, "/")})
+    answer = handed.json()
+    assert answer["ok"] and answer["request_client_id"]
+    assert answer["client_id"] == answer["request_client_id"]
+    assert len(own_cookies(handed)) == 1
+    shop = browser.get(app.url(SHOP)).json()["identity"]
+    assert shop["method"] == "COOKIE"
+    assert shop["client_id"] == answer["client_id"]

@@ -227,10 +227,7 @@ class Settings:
             context.consent.CopyFrom(consent)
         return context
 
-    def report(self, rpc: str, error: BaseException, incoming: IncomingRequest, outcome: str) -> Any:
-        """Logs one line and calls `on_error`; returns what the hook returned
-        (an awaitable for an async hook). Never raises."""
-        self.log.warning("sessionbridge: %s failed: %s; %s", rpc, describe(error), outcome)
+    def _hook(self, error: BaseException, incoming: IncomingRequest) -> Any:
         if self.on_error is None:
             return None
         try:
@@ -239,8 +236,18 @@ class Settings:
             self.log.exception("sessionbridge: the on_error hook raised")
             return None
 
+    def report(self, rpc: str, error: BaseException, incoming: IncomingRequest, outcome: str) -> None:
+        """Logs one line and calls `on_error`. Never raises."""
+        self.log.warning("sessionbridge: %s failed: %s; %s", rpc, describe(error), outcome)
+        answer = self._hook(error, incoming)
+        if inspect.iscoroutine(answer):
+            answer.close()
+            self.log.warning("sessionbridge: an async on_error hook is only awaited by the async code paths")
+
     async def report_async(self, rpc: str, error: BaseException, incoming: IncomingRequest, outcome: str) -> None:
-        answer = self.report(rpc, error, incoming, outcome)
+        """`report`, awaiting an async `on_error` hook."""
+        self.log.warning("sessionbridge: %s failed: %s; %s", rpc, describe(error), outcome)
+        answer = self._hook(error, incoming)
         if inspect.isawaitable(answer):
             try:
                 await answer

@@ -88,8 +88,16 @@ def handoff_options(query: Any) -> Dict[str, Any]:
     return kwargs
 
 
-def handoff_answer(h: sessionbridge.Handoff) -> Dict[str, Any]:
-    return {"url": h.url, "token": h.token, "ok": h.ok}
+def handoff_answer(h: sessionbridge.Handoff, request: Any) -> Dict[str, Any]:
+    """The hand-off, the identity it carries, and the request's own."""
+    current = sessionbridge.current(request)
+    return {
+        "url": h.url,
+        "token": h.token,
+        "ok": h.ok,
+        "client_id": h.response.identity.client_id if h.response else None,
+        "request_client_id": current.client_id if current else None,
+    }
 
 
 APP_COOKIE = ("app_cookie", "set-by-the-app")

@@ -60,7 +60,7 @@ def go(request: HttpRequest) -> HttpResponse:
 
 def handoff(request: HttpRequest) -> HttpResponse:
     h = sessionbridge.handoff(request, request.GET["to"], **common.handoff_options(request.GET))
-    return JsonResponse(common.handoff_answer(h))
+    return JsonResponse(common.handoff_answer(h, request))
 
 
 def webhook(request: HttpRequest) -> HttpResponse:

@@ -48,7 +48,7 @@ def make_app() -> Any:
     async def handoff(request: Request) -> JSONResponse:
         q = request.query_params
         h = await sessionbridge.handoff_async(request, q["to"], **common.handoff_options(q))
-        return JSONResponse(common.handoff_answer(h))
+        return JSONResponse(common.handoff_answer(h, request))
 
     @app.post("/webhook")
     async def webhook(request: Request) -> JSONResponse:

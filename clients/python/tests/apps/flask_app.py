@@ -44,7 +44,7 @@ def make_app() -> Any:
     @app.get("/handoff")
     def handoff() -> Any:
         h = sessionbridge.handoff(request, request.args["to"], **common.handoff_options(request.args))
-        return jsonify(common.handoff_answer(h))
+        return jsonify(common.handoff_answer(h, request))
 
     @app.post("/webhook")
     def webhook() -> Any:
