@@ -191,7 +191,20 @@ def certs(workdir: Path) -> Dict[str, Path]:
     (d / "site.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
     openssl("x509", "-req", "-in", str(d / "site.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
             "-CAcreateserial", "-days", "2", "-extfile", str(d / "site.ext"), "-out", str(d / "site.pem"))
-    return {"ca": d / "ca.pem", "cert": d / "site.pem", "key": d / "site.key"}
+    return {"ca": d / "ca.pem", "cert": d / "site.pem", "key": d / "site.key", "dir": d}
+
+
+def issue(certs: Dict[str, Path], name: str, san: str, usage: str) -> Dict[str, Path]:
+    """Another certificate from the test CA: `usage` serverAuth or clientAuth."""
+    d = certs["dir"]
+    key, csr, ext, pem = (d / f"{name}.{x}" for x in ("key", "csr", "ext", "pem"))
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                    "-keyout", str(key), "-out", str(csr)], check=True, capture_output=True)
+    ext.write_text(f"subjectAltName={san}\nextendedKeyUsage={usage}\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(certs["ca"]), "-CAkey", str(d / "ca.key"),
+                    "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(pem)],
+                   check=True, capture_output=True)
+    return {"cert": pem, "key": key}
 
 
 @pytest.fixture(scope="session")
