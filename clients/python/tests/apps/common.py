@@ -36,9 +36,32 @@ def sidecar() -> str:
     return os.environ["SB_SIDECAR"]
 
 
-def options() -> Dict[str, Any]:
+def user_from_header(request: sessionbridge.IncomingRequest) -> Optional[sessionbridge.User]:
+    """The test's stand-in for an app's auth: X-Test-User / X-Test-Email."""
+    user_id, email = request.header("x-test-user"), request.header("x-test-email")
+    return sessionbridge.User(user_id=user_id, email=email) if user_id or email else None
+
+
+def consent_from_header(request: sessionbridge.IncomingRequest) -> Optional[str]:
+    """The test's stand-in for a consent banner: X-Test-Consent."""
+    return request.header("x-test-consent") or None
+
+
+async def user_from_header_async(request: sessionbridge.IncomingRequest) -> Optional[sessionbridge.User]:
+    return user_from_header(request)
+
+
+async def consent_from_header_async(request: sessionbridge.IncomingRequest) -> Optional[str]:
+    return consent_from_header(request)
+
+
+def options(asgi: bool = False) -> Dict[str, Any]:
     """The middleware's keyword arguments, from SB_* variables."""
     kwargs: Dict[str, Any] = {"target": sidecar(), "on_error": on_error, "skip": SKIP}
+    if os.environ.get("SB_CALLBACKS") == "1":
+        # Async callbacks under ASGI, to check that they are awaited.
+        kwargs["user"] = user_from_header_async if asgi else user_from_header
+        kwargs["consent"] = consent_from_header_async if asgi else consent_from_header
     if os.environ.get("SB_TRUSTED_PROXIES"):
         kwargs["trusted_proxies"] = os.environ["SB_TRUSTED_PROXIES"]
     if os.environ.get("SB_DEADLINE_MS"):

@@ -120,4 +120,4 @@ def make_asgi() -> Any:
 
     global NAME
     NAME = "django-asgi"
-    return sessionbridge.ASGIMiddleware(get_asgi_application(), **common.options())
+    return sessionbridge.ASGIMiddleware(get_asgi_application(), **common.options(asgi=True))

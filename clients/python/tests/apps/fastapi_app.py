@@ -13,7 +13,7 @@ import common
 
 def make_app() -> Any:
     app = FastAPI()
-    app.add_middleware(sessionbridge.ASGIMiddleware, **common.options())
+    app.add_middleware(sessionbridge.ASGIMiddleware, **common.options(asgi=True))
 
     @app.api_route("/", methods=["GET", "POST"])
     async def index(request: Request) -> JSONResponse:

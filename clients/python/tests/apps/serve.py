@@ -16,6 +16,8 @@ Environment:
   SB_DEADLINE_MS        optional: the middleware's deadline (default 50)
   SB_REDIRECT_CLEAN_URL "0": leave clean URLs to the app
   SB_TOKEN              optional: the sidecar's bearer token
+  SB_CALLBACKS          "1": the user and consent callbacks read the
+                        X-Test-User, X-Test-Email and X-Test-Consent headers
 
 Prints `listening on https://127.0.0.1:PORT` once the port accepts
 connections. ASGI apps run under uvicorn, WSGI apps under werkzeug's
