@@ -149,8 +149,7 @@ pub fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 fn mac(key: &crate::keys::Key, scope: &str, cookie_name: &str, payload: &str) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.cookie_mac.as_ref())
-        .expect("HMAC takes any key length");
+    let mut mac = key.cookie_mac.start();
     for part in [scope, cookie_name, payload] {
         mac.update(part.as_bytes());
         mac.update(&[0]);

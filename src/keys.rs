@@ -16,6 +16,7 @@ use std::path::Path;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -64,11 +65,35 @@ struct KeyEntry {
     current: bool,
 }
 
+/// An HMAC-SHA256 key made ready once: its inner and outer padded blocks
+/// are hashed when the key file is loaded, and each MAC starts from a copy
+/// of that state instead of hashing the key again (two SHA-256 blocks
+/// fewer per MAC, on every page view).
+#[derive(Clone)]
+pub struct MacKey(Hmac<Sha256>);
+
+impl MacKey {
+    pub fn new(key: &[u8]) -> Self {
+        Self(<Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length"))
+    }
+
+    /// A MAC keyed with this key, ready for `update`.
+    pub fn start(&self) -> Hmac<Sha256> {
+        self.0.clone()
+    }
+}
+
+impl fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MacKey(..)")
+    }
+}
+
 /// One key, with the subkeys derived from it.
 pub struct Key {
     pub id: String,
     /// HMAC-SHA256 key for the own cookie's signature.
-    pub cookie_mac: Secret,
+    pub cookie_mac: MacKey,
     /// XChaCha20-Poly1305 key for hand-off tokens.
     pub token_seal: Secret,
 }
@@ -78,9 +103,9 @@ pub struct Keyring {
     keys: Vec<Key>,
     current: usize,
     /// HMAC-SHA256 key for user-id and email index hashes.
-    pub user_index: Secret,
+    pub user_index: MacKey,
     /// HMAC-SHA256 key for referrer-bridge fingerprints.
-    pub fingerprint: Secret,
+    pub fingerprint: MacKey,
     /// Key of the at-rest sealing of the embedded store.
     pub store_seal: Secret,
 }
@@ -182,7 +207,7 @@ impl Keyring {
             }
             keys.push(Key {
                 id: entry.id.clone(),
-                cookie_mac: derive(secret.as_ref(), "cookie-mac"),
+                cookie_mac: MacKey::new(derive(secret.as_ref(), "cookie-mac").as_ref()),
                 token_seal: derive(secret.as_ref(), "token-seal"),
             });
         }
@@ -190,8 +215,8 @@ impl Keyring {
         Ok(Self {
             keys,
             current,
-            user_index: derive(pepper.as_ref(), "user-index"),
-            fingerprint: derive(pepper.as_ref(), "fingerprint"),
+            user_index: MacKey::new(derive(pepper.as_ref(), "user-index").as_ref()),
+            fingerprint: MacKey::new(derive(pepper.as_ref(), "fingerprint").as_ref()),
             store_seal: derive(pepper.as_ref(), "store-seal"),
         })
     }
@@ -343,7 +368,8 @@ mod tests {
         assert!(generate(&path, "k1").is_err(), "must not overwrite");
         let ring = Keyring::load(&path).unwrap();
         assert_eq!(ring.current().id, "k1");
-        let pepper_before = *ring.user_index;
+        let index_of = |ring: &Keyring| ring.user_index.start().finalize().into_bytes();
+        let pepper_before = index_of(&ring);
         rotate(&path, "k2").unwrap();
         let ring = Keyring::load(&path).unwrap();
         assert_eq!(
@@ -357,7 +383,7 @@ mod tests {
         let ring = Keyring::load(&path).unwrap();
         assert_eq!(ring.current().id, "k2");
         assert!(ring.get("k1").is_some());
-        assert_eq!(*ring.user_index, pepper_before, "rotation keeps the pepper");
+        assert_eq!(index_of(&ring), pepper_before, "rotation keeps the pepper");
     }
 
     #[test]

@@ -4,6 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// An allocator made for many threads: the runtime's worker threads
+/// allocate and free each request's buffers on different threads, which
+/// glibc's allocator serializes on its arena locks.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sessionbridge::config::{Config, LogFormat, Overrides};
 
 /// One visitor identity and one session across many web domains, over gRPC.

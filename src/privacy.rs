@@ -4,8 +4,7 @@
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 
 use crate::keys::Keyring;
 
@@ -57,8 +56,7 @@ pub fn user_key(keys: &Keyring, user: UserRef<'_>) -> UserKey {
         UserRef::Email(email) => (b"email\0", email),
     };
     let hash = |purpose: &[u8]| -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(keys.user_index.as_ref())
-            .expect("HMAC takes any key length");
+        let mut mac = keys.user_index.start();
         mac.update(purpose);
         mac.update(label);
         mac.update(value.as_bytes());

@@ -18,9 +18,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::XChaCha20Poly1305;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use rand::RngCore;
-use sha2::Sha256;
 
 use crate::identity::{clamp_u32, ClientId, Consent, ConsentMode, Identity, Rejection};
 use crate::keys::Keyring;
@@ -78,8 +77,7 @@ pub struct Claims {
 /// fingerprint key (stable across key rotation). Labels keep the two
 /// domains apart.
 pub fn short_hash(keys: &Keyring, label: &str, value: &str) -> [u8; 8] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(keys.fingerprint.as_ref())
-        .expect("HMAC takes any key length");
+    let mut mac = keys.fingerprint.start();
     mac.update(label.as_bytes());
     mac.update(&[0]);
     mac.update(value.as_bytes());

@@ -195,6 +195,14 @@ impl Drop for Proc {
 }
 
 impl Proc {
+    /// `n` connections to this server, marked with its process id.
+    async fn conns(&self, n: usize) -> anyhow::Result<Vec<Conn>> {
+        Ok(work::served_by(
+            work::grpc_conns(&self.addr, n).await?,
+            self.child.id(),
+        ))
+    }
+
     fn rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
@@ -473,7 +481,7 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
 
     // 1. Cookie hit against the floor, on the embedded store.
     let main_srv = env.start("main", &a.work.join("main"), &[]).await?;
-    let c1 = work::grpc_conns(&main_srv.addr, 1).await?;
+    let c1 = main_srv.conns(1).await?;
     let headers = work::captured_cookie_headers(&c1[0], 1000).await?;
     let health = Arc::new(Workload::Health);
     let cookie = Arc::new(Workload::ResolveCookie { headers });
@@ -510,6 +518,16 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
         ratio(r[1].per_second, r[0].per_second),
         0.75,
     );
+    if let (Some(cookie), Some(floor)) = (r[1].server_cpu_us_per_call, r[0].server_cpu_us_per_call)
+    {
+        res.fact(
+            "server CPU per cookie hit / per health check (64 in flight)",
+            format!(
+                "{:.2}x ({cookie:.1} µs against {floor:.1} µs)",
+                ratio(cookie, floor)
+            ),
+        );
+    }
 
     // 2. The referrer bridge against the seed's SQL bridge.
     let bridge = Arc::new(Workload::Bridge);
@@ -558,7 +576,8 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
                     &[],
                 )
                 .await;
-            let what = format!("SQL bridge p50 / sessionbridge bridge p50 ({rows} rows, 1 in flight)");
+            let what =
+                format!("SQL bridge p50 / sessionbridge bridge p50 ({rows} rows, 1 in flight)");
             let p50 = ratio(r[1].p50_us, r[0].p50_us);
             let r = res
                 .versus(
@@ -597,7 +616,7 @@ pub async fn main(a: Args) -> anyhow::Result<()> {
                 &["--store", "redis", "--redis-urls", url],
             )
             .await?;
-        let sc = work::grpc_conns(&srv.addr, 1).await?;
+        let sc = srv.conns(1).await?;
         let headers = work::captured_cookie_headers(&sc[0], 1000).await?;
         let r = res
             .versus(

@@ -36,6 +36,13 @@ pub struct Report {
     pub p99_us: f64,
     pub p999_us: f64,
     pub max_us: f64,
+    /// CPU time (user + system) the server process spent during the run,
+    /// when the connections name it, per answered call.
+    pub server_cpu_us_per_call: Option<f64>,
+    /// CPU time of this load generator per answered call.
+    pub client_cpu_us_per_call: f64,
+    server_cpu_secs: Option<f64>,
+    client_cpu_secs: f64,
     #[serde(skip)]
     hist: Option<Histogram<u64>>,
 }
@@ -75,8 +82,21 @@ impl Report {
             p99_us: us(0.99),
             p999_us: us(0.999),
             max_us: hist.max() as f64 / 1000.0,
+            server_cpu_us_per_call: None,
+            client_cpu_us_per_call: 0.0,
+            server_cpu_secs: None,
+            client_cpu_secs: 0.0,
             hist: Some(hist),
         }
+    }
+
+    fn with_cpu(mut self, server: Option<f64>, client: f64) -> Report {
+        let calls = (self.requests.max(1)) as f64;
+        self.server_cpu_secs = server;
+        self.client_cpu_secs = client;
+        self.server_cpu_us_per_call = server.map(|s| s * 1e6 / calls);
+        self.client_cpu_us_per_call = client * 1e6 / calls;
+        self
     }
 
     /// Names the report after the target it ran against too.
@@ -87,6 +107,11 @@ impl Report {
 
     /// Adds another run of the same workload (side-by-side rounds).
     pub fn merge(self, other: Report) -> Report {
+        let server = match (self.server_cpu_secs, other.server_cpu_secs) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        let client = self.client_cpu_secs + other.client_cpu_secs;
         let mut hist = self.hist.unwrap_or_else(new_hist);
         if let Some(h) = &other.hist {
             hist.add(h).expect("same histogram bounds");
@@ -100,6 +125,7 @@ impl Report {
             self.first_error.or(other.first_error),
             Duration::from_secs_f64(self.seconds + other.seconds),
         )
+        .with_cpu(server, client)
     }
 }
 
@@ -118,7 +144,27 @@ pub async fn run(workload: &Arc<Workload>, conns: &[Conn], plan: Plan) -> Report
     run_once(workload, conns, plan).await
 }
 
+/// CPU seconds (user + system, all threads) of process `pid`, or of this
+/// process; None when /proc cannot tell.
+fn cpu_secs(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf reads a constant of the running system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz)
+}
+
 async fn run_once(workload: &Arc<Workload>, conns: &[Conn], plan: Plan) -> Report {
+    let server_pid = conns.first().and_then(|c| c.server_pid);
+    let server_before = server_pid.and_then(|p| cpu_secs(Some(p)));
+    let client_before = cpu_secs(None).unwrap_or_default();
     let budget = Arc::new(AtomicU64::new(plan.requests.unwrap_or(u64::MAX)));
     let seq = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -168,6 +214,10 @@ async fn run_once(workload: &Arc<Workload>, conns: &[Conn], plan: Plan) -> Repor
             first_error = f;
         }
     }
+    let server = server_before
+        .zip(server_pid.and_then(|p| cpu_secs(Some(p))))
+        .map(|(a, b)| b - a);
+    let client = cpu_secs(None).unwrap_or_default() - client_before;
     Report::from_parts(
         workload.name(),
         conns.len(),
@@ -177,6 +227,7 @@ async fn run_once(workload: &Arc<Workload>, conns: &[Conn], plan: Plan) -> Repor
         first_error,
         start.elapsed(),
     )
+    .with_cpu(server, client)
 }
 
 /// Runs several workloads side by side: `rounds` alternating slices of
@@ -220,7 +271,7 @@ pub async fn side_by_side(
 pub fn print_table(title: &str, reports: &[Report]) {
     println!("\n## {title}\n");
     println!(
-        "| {:<34} | {:>5} | {:>5} | {:>9} | {:>6} | {:>10} | {:>8} | {:>8} | {:>8} | {:>8} |",
+        "| {:<34} | {:>5} | {:>5} | {:>9} | {:>6} | {:>10} | {:>8} | {:>8} | {:>8} | {:>8} | {:>8} | {:>8} |",
         "workload",
         "conns",
         "infl",
@@ -230,15 +281,17 @@ pub fn print_table(title: &str, reports: &[Report]) {
         "p50 µs",
         "p90 µs",
         "p99 µs",
-        "p99.9 µs"
+        "p99.9 µs",
+        "srv CPU",
+        "cli CPU"
     );
     println!(
-        "|{:-<36}|{:->7}|{:->7}|{:->11}|{:->8}|{:->12}|{:->10}|{:->10}|{:->10}|{:->10}|",
-        "", "", "", "", "", "", "", "", "", ""
+        "|{:-<36}|{:->7}|{:->7}|{:->11}|{:->8}|{:->12}|{:->10}|{:->10}|{:->10}|{:->10}|{:->10}|{:->10}|",
+        "", "", "", "", "", "", "", "", "", "", "", ""
     );
     for r in reports {
         println!(
-            "| {:<34} | {:>5} | {:>5} | {:>9} | {:>6} | {:>10.0} | {:>8.1} | {:>8.1} | {:>8.1} | {:>8.1} |",
+            "| {:<34} | {:>5} | {:>5} | {:>9} | {:>6} | {:>10.0} | {:>8.1} | {:>8.1} | {:>8.1} | {:>8.1} | {:>8} | {:>8.1} |",
             r.workload,
             r.connections,
             r.in_flight,
@@ -248,10 +301,17 @@ pub fn print_table(title: &str, reports: &[Report]) {
             r.p50_us,
             r.p90_us,
             r.p99_us,
-            r.p999_us
+            r.p999_us,
+            r.server_cpu_us_per_call
+                .map_or("-".to_string(), |c| format!("{c:.1}")),
+            r.client_cpu_us_per_call
         );
         if let Some(e) = &r.first_error {
             println!("  first error of {}: {e}", r.workload);
         }
     }
+    println!(
+        "\n(srv CPU, cli CPU: CPU time in µs per answered call of the server process, all \
+         threads, and of this load generator; \"-\" where the server is not ours)"
+    );
 }

@@ -28,6 +28,20 @@ pub struct Conn {
     pub grpc: Option<Channel>,
     pub redis: Option<redis::aio::MultiplexedConnection>,
     pub pg: Option<Arc<tokio_postgres::Client>>,
+    /// The server process behind the connection, when it is ours: its CPU
+    /// time is read around each run (per-call server CPU).
+    pub server_pid: Option<u32>,
+}
+
+/// The same connections, marked as served by process `pid`.
+pub fn served_by(conns: Vec<Conn>, pid: u32) -> Vec<Conn> {
+    conns
+        .into_iter()
+        .map(|c| Conn {
+            server_pid: Some(pid),
+            ..c
+        })
+        .collect()
 }
 
 /// Opens `n` separate HTTP/2 connections to a gRPC server.

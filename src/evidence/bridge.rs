@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 
 use crate::context::RequestContext;
 use crate::identity::{Identity, Method, Rejected, Rejection};
@@ -37,8 +37,7 @@ pub fn network_prefix(ip: IpAddr) -> String {
 /// The bridge key: the source site, the destination site, the browser and
 /// its network, hashed together under the pepper.
 fn key(keys: &Keyring, source_site: &str, dest_site: &str, ctx: &RequestContext) -> [u8; 32] {
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(keys.fingerprint.as_ref())
-        .expect("HMAC takes any key length");
+    let mut mac = keys.fingerprint.start();
     let net = ctx.client_ip.map(network_prefix).unwrap_or_default();
     for part in ["bridge", source_site, dest_site, &ctx.user_agent, &net] {
         mac.update(part.as_bytes());

@@ -20,21 +20,20 @@ fn client_bytes(id: ClientId) -> [u8; 8] {
 /// directory holds no identifier and no readable value.
 #[derive(Clone)]
 pub(crate) struct Sealer {
-    key: Arc<crate::keys::Secret>,
+    key: Arc<crate::keys::MacKey>,
 }
 
 impl Sealer {
     /// A sealer whose subkeys derive from `key` (the key file's `store_seal`).
     pub(crate) fn new(key: &crate::keys::Secret) -> Self {
         Self {
-            key: Arc::new(key.clone()),
+            key: Arc::new(crate::keys::MacKey::new(key.as_slice())),
         }
     }
 
     fn derive(&self, purpose: &[u8], material: &[u8]) -> [u8; 32] {
-        use hmac::{Hmac, Mac};
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.key.as_slice())
-            .expect("HMAC takes any key length");
+        use hmac::Mac;
+        let mut mac = self.key.start();
         mac.update(purpose);
         mac.update(&[0]);
         mac.update(material);
