@@ -239,9 +239,10 @@ class SessionBridge {
    */
   async linkLogin(req, user, options = {}) {
     const state = this._state(req);
+    // A call without a user is the app's own bug: it throws, as in Python.
+    const fields = userFields(user);
+    if (!fields.user_id && !fields.email) throw new TypeError('sessionbridge: linkLogin needs a userId or an email');
     try {
-      const fields = userFields(user);
-      if (!fields.user_id && !fields.email) throw new TypeError('sessionbridge: linkLogin needs a userId or an email');
       const request = {
         context: await this._withConsent(this._contextForFollowUp(state), req),
         ...fields,

@@ -87,6 +87,9 @@ test('a second call in the same request names the identity the response sets; fo
         const h = await sb.handoff(req, `https://checkout.example.net:${port}/arrive?x=1`);
         out.handoff = { url: h.url, clientId: h.clientId, rejected: h.rejected };
       }
+      if (req.url.startsWith('/nobody')) {
+        out.threw = await sb.linkLogin(req, {}).then(() => null, (e) => `${e.name}: ${e.message}`);
+      }
       if (req.url.startsWith('/forget')) {
         out.forgotten = Boolean(await sb.forgetVisitor(req));
         out.current = sessionbridge.current(req);
@@ -127,4 +130,8 @@ test('a second call in the same request names the identity the response sets; fo
   assert.equal(gone.result.method, 'NEW');
   assert.equal(gone.forgotten, true);
   assert.equal(gone.current, null);
+
+  // linkLogin without a user is the app's bug: it throws (not failing open).
+  const nobody = (await c.get(`https://checkout.example.net:${port}/nobody`)).json();
+  assert.equal(nobody.threw, 'TypeError: sessionbridge: linkLogin needs a userId or an email');
 });
