@@ -400,9 +400,9 @@ export function current(req: object): Result | null;
 export function handoff(req: AnyRequest, destinationUrl: string, options?: HandoffOptions): Promise<Handoff>;
 /** The identity a hand-off token names, passively; null when it names no one; throws on other errors. */
 export function webhookIdentity(req: AnyRequest, token: string, options?: CallOptions): Promise<Result | null>;
-/** Resolves again with the user and replaces the request's result; null on failure. */
+/** Resolves again with the user and replaces the request's result; null on failure; throws without a user. */
 export function linkLogin(req: AnyRequest, user: User | string, options?: CallOptions): Promise<Result | null>;
-/** Erases the visitor the request's own cookie names, and deletes the cookie; throws on errors. */
+/** Erases the visitor the request's own cookie names, deletes the cookie and leaves the request without result; null without a valid own cookie; throws on other errors. */
 export function forgetVisitor(req: AnyRequest, options?: CallOptions): Promise<VisitorForgotten | null>;
 
 /** The RequestContext of a request, with the trusted-proxy rules. */

@@ -132,19 +132,29 @@ class SessionBridge {
     return context;
   }
 
-  /** The request's context with the cookies already queued on its
-   * response in its Cookie header, as the browser would send them next. */
+  /** The request's context for a second call in the same request: its
+   * Cookie header as the browser will send it next (the cookies already
+   * queued on the response in, the ones they delete out; one value per
+   * name, the later), and its URL without a hand-off token already
+   * redeemed (the clean URL). */
   _contextForFollowUp(state) {
     const context = { ...state.context() };
-    const queued = [...state.queue.values()].filter((c) => !(c.max_age_seconds === 0));
-    if (queued.length) {
-      const names = new Set(queued.map((c) => c.name));
+    const updates = new Map();
+    for (const c of state.queue.values()) {
+      const deletes = c.max_age_seconds !== null && c.max_age_seconds !== undefined && Number(c.max_age_seconds) <= 0;
+      updates.delete(c.name); // keep the order of the later one
+      updates.set(c.name, deletes ? null : c.value);
+    }
+    if (updates.size) {
       const kept = context.cookie_header
         .split(';')
         .map((p) => p.trim())
-        .filter((p) => p && !names.has(p.split('=')[0].trim()));
-      context.cookie_header = [...kept, ...queued.map((c) => `${c.name}=${c.value}`)].join('; ');
+        .filter((p) => p && !updates.has(p.split('=')[0].trim()));
+      const added = [...updates].filter(([, v]) => v !== null).map(([k, v]) => `${k}=${v}`);
+      context.cookie_header = [...kept, ...added].join('; ');
     }
+    const result = state.appReq && state.appReq.sessionbridge;
+    if (result && result.cleanUrl) context.url = result.cleanUrl;
     return context;
   }
 
@@ -229,9 +239,10 @@ class SessionBridge {
    */
   async linkLogin(req, user, options = {}) {
     const state = this._state(req);
+    // A call without a user is the app's own bug: it throws, as in Python.
+    const fields = userFields(user);
+    if (!fields.user_id && !fields.email) throw new TypeError('sessionbridge: linkLogin needs a userId or an email');
     try {
-      const fields = userFields(user);
-      if (!fields.user_id && !fields.email) throw new TypeError('sessionbridge: linkLogin needs a userId or an email');
       const request = {
         context: await this._withConsent(this._contextForFollowUp(state), req),
         ...fields,
@@ -254,8 +265,12 @@ class SessionBridge {
    */
   async forgetVisitor(req, options = {}) {
     const state = this._state(req);
-    const r = await this.client.forgetVisitor({ ...state.context() }, options);
-    if (r) queueCookies(state, r.response.cookies);
+    const r = await this.client.forgetVisitor(this._contextForFollowUp(state), options);
+    if (r) {
+      queueCookies(state, r.response.cookies);
+      // The identity is gone: the request has none any more.
+      for (const holder of new Set([state.appReq, req])) holder.sessionbridge = null;
+    }
     return r;
   }
 

@@ -72,3 +72,66 @@ test('the core on node:http2: :authority as host, cookie headers joined, cookies
   assert.equal(second.body.result.clientId, first.body.result.clientId);
   assert.equal(second.body.context.cookie_header, `a=1; ${own}; b=2`);
 });
+
+test('a second call in the same request names the identity the response sets; forgetVisitor too, and leaves none', async () => {
+  const https = require('node:https');
+  const { Browser } = require('./support/browser');
+  const sb = sessionbridge.create({ target: sidecar.target, deadlineMs: DEADLINE_MS, redirectCleanUrl: false });
+  let port;
+  const server = https.createServer(
+    { cert: fs.readFileSync(env.certs.certPath), key: fs.readFileSync(env.certs.keyPath) },
+    async (req, res) => {
+      const { result } = await sb.handle(req, res);
+      const out = { result: result && { clientId: result.clientId, method: result.method } };
+      if (req.url.startsWith('/leave')) {
+        const h = await sb.handoff(req, `https://checkout.example.net:${port}/arrive?x=1`);
+        out.handoff = { url: h.url, clientId: h.clientId, rejected: h.rejected };
+      }
+      if (req.url.startsWith('/nobody')) {
+        out.threw = await sb.linkLogin(req, {}).then(() => null, (e) => `${e.name}: ${e.message}`);
+      }
+      if (req.url.startsWith('/forget')) {
+        out.forgotten = Boolean(await sb.forgetVisitor(req));
+        out.current = sessionbridge.current(req);
+      }
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(out));
+    },
+  );
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  port = server.address().port;
+  env.stopLater(async () => {
+    sb.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+  const b = new Browser({ ca: env.certs.ca });
+
+  // A first request that hands off at once: one identity, not two.
+  const leave = (await b.get(`https://shop.example.com:${port}/leave`)).json();
+  assert.equal(leave.result.method, 'NEW');
+  assert.equal(leave.handoff.clientId, leave.result.clientId);
+
+  // The arrival reaches the app (no 303 here), which hands the visitor on
+  // at once: the same visitor, nothing rejected.
+  const link = leave.handoff.url.replace('/arrive', '/leave/arrive');
+  const arrival = await b.get(link);
+  const there = arrival.json();
+  assert.equal(there.result.method, 'HANDOFF_TOKEN');
+  assert.equal(there.result.clientId, leave.result.clientId);
+  assert.equal(there.handoff.clientId, leave.result.clientId);
+  assert.deepEqual(there.handoff.rejected, [], JSON.stringify(there.handoff.rejected));
+
+  // forgetVisitor on a first visit erases the visitor this very request
+  // was given (its cookie only queued on the response), and the request
+  // has no identity after it.
+  const c = new Browser({ ca: env.certs.ca });
+  const gone = (await c.get(`https://checkout.example.net:${port}/forget`)).json();
+  assert.equal(gone.result.method, 'NEW');
+  assert.equal(gone.forgotten, true);
+  assert.equal(gone.current, null);
+
+  // linkLogin without a user is the app's bug: it throws (not failing open).
+  const nobody = (await c.get(`https://checkout.example.net:${port}/nobody`)).json();
+  assert.equal(nobody.threw, 'TypeError: sessionbridge: linkLogin needs a userId or an email');
+});

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from typing import Callable, Dict, List
 
 import httpx
 
-from conftest import App, own_cookies, set_cookies
+from conftest import App, Sidecar, own_cookies, set_cookies
 
 SHOP = "shop.example.com"
 CHECKOUT = "checkout.example.net"
@@ -134,3 +135,22 @@ def test_a_hand_off_on_the_first_visit_carries_the_identity_the_response_sets(
     shop = browser.get(app.url(SHOP)).json()["identity"]
     assert shop["method"] == "COOKIE"
     assert shop["client_id"] == answer["client_id"]
+
+
+def test_ga_cookie_asks_the_sidecar_for_a_ga4_cookie_too(
+    main_apps: Dict[str, App], sidecar: Sidecar, app_factory: Callable[..., List[App]], new_browser: Callable[[], httpx.Client]
+) -> None:
+    """`ga_cookie=True` (both middlewares, and link_login) adds `_ga` naming
+    the client id; by default the sidecar's setting (off here) applies."""
+    asgi, wsgi = app_factory([("fastapi", sidecar, {"SB_GA_COOKIE": "1"}), ("flask", sidecar, {"SB_GA_COOKIE": "1"})])
+    for app in (asgi, wsgi):
+        visitor = new_browser()
+        first = visitor.get(app.url(SHOP))
+        client_id = first.json()["identity"]["client_id"]
+        ga = [c for c in set_cookies(first) if c.startswith("_ga=")]
+        assert len(ga) == 1 and ga[0].startswith(f"_ga=GA1.2.{client_id};"), set_cookies(first)
+        login = visitor.get(app.url(SHOP, "/login"), params={"user": "ga-cookie-reader"})
+        assert any(c.startswith(f"_ga=GA1.2.{client_id};") for c in set_cookies(login)), set_cookies(login)
+    plain = new_browser().get(main_apps["fastapi"].url(SHOP))
+    assert plain.json()["identity"] is not None
+    assert not [c for c in set_cookies(plain) if c.startswith("_ga=")]

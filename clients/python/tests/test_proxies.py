@@ -72,6 +72,8 @@ HOST_SCHEME: List[Tuple[object, str, H, Tuple[str, str]]] = [
     (["10.0.0.0/8"], "203.0.113.9", [("x-forwarded-host", "evil.example")], ("shop.example.com", "https")),
     (["10.0.0.0/8"], "10.0.0.2", [("x-forwarded-host", "spoof.example, www.example.com"), ("x-forwarded-proto", "https, http")], ("www.example.com", "http")),
     (["10.0.0.0/8"], "10.0.0.2", [("forwarded", "host=spoof.example;proto=https, for=1.2.3.4;host=www.example.com;proto=http")], ("www.example.com", "http")),
+    # Only the nearest Forwarded element counts: one further left may be the client's.
+    (["10.0.0.0/8"], "10.0.0.2", [("forwarded", "for=1.2.3.4;host=spoof.example;proto=http, for=10.0.0.3")], ("shop.example.com", "https")),
     (1, "10.0.0.2", [("x-forwarded-host", "www.example.com")], ("www.example.com", "https")),
     (["10.0.0.0/8"], "10.0.0.2", [], ("shop.example.com", "https")),
 ]

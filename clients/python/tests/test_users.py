@@ -96,6 +96,23 @@ def test_forget_visitor_erases_the_visitor_and_deletes_the_cookie(
     assert after["client_id"] != first["client_id"]
 
 
+def test_forget_visitor_without_an_own_cookie_is_none(sidecar: Sidecar) -> None:
+    """NOT_FOUND is an answer here, as for lookup_by_user: no one to forget."""
+    strangers = [
+        sessionbridge.v1.sessionbridge_pb2.RequestContext(host=SHOP, user_agent="test"),
+        sessionbridge.v1.sessionbridge_pb2.RequestContext(host=SHOP, cookie_header="__Secure-sbid=forged"),
+    ]
+    client = sessionbridge.Client(sidecar.address)
+    for context in strangers:
+        assert client.forget_visitor(context) is None
+
+    async def forget_async() -> list:
+        async_client = sessionbridge.AsyncClient(sidecar.address)
+        return [await async_client.forget_visitor(context) for context in strangers]
+
+    assert asyncio.run(forget_async()) == [None, None]
+
+
 def test_the_client_checks_its_arguments(sidecar: Sidecar) -> None:
     client = sessionbridge.Client(sidecar.address)
     with pytest.raises(ValueError):

@@ -33,10 +33,15 @@ function serveProcess({ framework, target, certPath, keyPath, options, port = 0 
       clearTimeout(timer);
       reject(new Error(`serve.js exited (${code}): ${err}`));
     });
+    let started = false;
     proc.stdout.on('data', (d) => {
+      // Read on to the end, but start once: a second match would drop the
+      // 'exit' listener that close() waits for.
+      if (started) return;
       out += d;
       const m = /listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(out);
       if (!m) return;
+      started = true;
       clearTimeout(timer);
       proc.removeAllListeners('exit');
       const exited = new Promise((r) => proc.once('exit', r));

@@ -44,10 +44,13 @@ function startSidecar({ keys, dataDir, listen = '127.0.0.1:0', flags = [] }) {
       reject(e);
     }
     proc.once('exit', (code) => fail(new Error(`sidecar exited (${code}): ${log}`)));
+    let started = false;
     proc.stdout.on('data', (d) => {
+      if (started) return; // read on, start once (see process.js)
       out += d;
       const m = /sessionbridge listening on (\S+)/.exec(out);
       if (!m) return;
+      started = true;
       clearTimeout(timer);
       proc.removeAllListeners('exit');
       const sidecar = {

@@ -177,6 +177,7 @@ class Settings:
         consent: Optional[Callable[[IncomingRequest], Any]] = None,
         on_error: Optional[OnError] = None,
         redirect_clean_url: bool = True,
+        ga_cookie: Optional[bool] = None,
         logger: Optional[logging.Logger] = None,
     ) -> None:
         if not deadline_ms or deadline_ms <= 0:
@@ -196,7 +197,14 @@ class Settings:
         self.consent = consent
         self.on_error = on_error
         self.redirect_clean_url = redirect_clean_url
+        self.ga_cookie = ga_cookie
         self.log = logger or log
+
+    def ask_ga_cookie(self, request: pb.ResolveSessionRequest) -> None:
+        """Sets the request's `ga_cookie` when the option is set (else the
+        sidecar's own `ga_cookie` setting applies)."""
+        if self.ga_cookie is not None:
+            request.ga_cookie.value = bool(self.ga_cookie)
 
     @property
     def timeout(self) -> float:
@@ -384,7 +392,9 @@ class Exchange:
             raise TypeError("the user and consent callbacks of the WSGI middleware must not be async")
         who = to_user(user)
         self.context = self.settings.build_context(self.incoming, to_consent(consent))
-        return pb.ResolveSessionRequest(context=self.context, user_id=who.user_id, email=who.email)
+        request = pb.ResolveSessionRequest(context=self.context, user_id=who.user_id, email=who.email)
+        self.settings.ask_ga_cookie(request)
+        return request
 
     def resolve(self) -> None:
         """ResolveSession for this request, failing open."""

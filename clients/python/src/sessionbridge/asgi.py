@@ -49,6 +49,7 @@ class ASGIMiddleware:
         consent: Optional[Callable[[IncomingRequest], Any]] = None,
         on_error: Optional[OnError] = None,
         redirect_clean_url: bool = True,
+        ga_cookie: Optional[bool] = None,
         logger: Optional[logging.Logger] = None,
     ) -> None:
         self.app = app
@@ -63,6 +64,7 @@ class ASGIMiddleware:
             consent=consent,
             on_error=on_error,
             redirect_clean_url=redirect_clean_url,
+            ga_cookie=ga_cookie,
             logger=logger,
         )
 

@@ -1,6 +1,7 @@
 """Clients for the calls outside a page's path: lookups and erasure, and the
 raw RPCs. They raise grpc.RpcError on errors (grpc.aio.AioRpcError for
-AsyncClient), except that a lookup that finds no one answers None."""
+AsyncClient), except NOT_FOUND where it is an answer: a lookup that finds
+no one, and forget_visitor without a valid own cookie, answer None."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ._core import Exchange, Settings, is_not_found
 from .helpers import exchange_of
 from .v1 import sessionbridge_pb2 as pb
 
-DEFAULT_CLIENT_DEADLINE_MS = 1000
+DEFAULT_CLIENT_DEADLINE_MS = 5000
 
 
 def _user(message: Any, user_id: str, email: str) -> Any:
@@ -77,15 +78,20 @@ class Client:
         )
         return response
 
-    def forget_visitor(self, request: Any) -> pb.ForgetVisitorResponse:
+    def forget_visitor(self, request: Any) -> Optional[pb.ForgetVisitorResponse]:
         """Erases the visitor the request's own cookie names. `request` is a
         request that went through the middleware (the deletion cookies are
         then queued on its response, and its result becomes None) or a
-        RequestContext."""
+        RequestContext. None when it carries no valid own cookie."""
         exchange, context = _visitor(request)
-        response: pb.ForgetVisitorResponse = self._settings.call(
-            "ForgetVisitor", pb.ForgetVisitorRequest(context=context)
-        )
+        try:
+            response: pb.ForgetVisitorResponse = self._settings.call(
+                "ForgetVisitor", pb.ForgetVisitorRequest(context=context)
+            )
+        except Exception as error:
+            if is_not_found(error):
+                return None
+            raise
         return _forgotten(exchange, response)
 
     def resolve_session(self, request: pb.ResolveSessionRequest) -> pb.ResolveSessionResponse:
@@ -139,11 +145,16 @@ class AsyncClient:
         )
         return response
 
-    async def forget_visitor(self, request: Any) -> pb.ForgetVisitorResponse:
+    async def forget_visitor(self, request: Any) -> Optional[pb.ForgetVisitorResponse]:
         exchange, context = _visitor(request)
-        response: pb.ForgetVisitorResponse = await self._settings.call_async(
-            "ForgetVisitor", pb.ForgetVisitorRequest(context=context)
-        )
+        try:
+            response: pb.ForgetVisitorResponse = await self._settings.call_async(
+                "ForgetVisitor", pb.ForgetVisitorRequest(context=context)
+            )
+        except Exception as error:
+            if is_not_found(error):
+                return None
+            raise
         return _forgotten(exchange, response)
 
     async def resolve_session(self, request: pb.ResolveSessionRequest) -> pb.ResolveSessionResponse:

@@ -209,7 +209,9 @@ _LOGIN_OUTCOME = "the login is not linked; the request keeps its identity"
 def _login_request(exchange: Exchange, user_id: str, email: str) -> pb.ResolveSessionRequest:
     if not user_id and not email:
         raise ValueError("link_login: give a user_id, an email, or both")
-    return pb.ResolveSessionRequest(context=exchange.followup_context(), user_id=user_id, email=email)
+    request = pb.ResolveSessionRequest(context=exchange.followup_context(), user_id=user_id, email=email)
+    exchange.settings.ask_ga_cookie(request)
+    return request
 
 
 def link_login(request: Any, user_id: str = "", *, email: str = "") -> Optional[Result]:

@@ -123,11 +123,14 @@ def forwarded_for(headers: Headers) -> List[str]:
 
 
 def _rightmost(headers: Headers, header: str, parameter: str) -> Optional[str]:
+    """The rightmost value of `header`, else `parameter` of the nearest
+    `Forwarded` element only: when the nearest proxy wrote no such value,
+    one further left may come from the client."""
     values = _split_list(_all(headers, header))
     if values:
         return values[-1]
-    found = [e[parameter] for e in parse_forwarded(_all(headers, "forwarded")) if parameter in e]
-    return found[-1] if found else None
+    elements = parse_forwarded(_all(headers, "forwarded"))
+    return elements[-1].get(parameter) or None if elements else None
 
 
 class TrustedProxies:
@@ -205,7 +208,7 @@ class TrustedProxies:
     def host_and_scheme(self, peer: str, headers: Headers, host: str, scheme: str) -> Tuple[str, str]:
         """`host` and `scheme` of the connection, or those the nearest trusted
         proxy wrote (the rightmost `X-Forwarded-Host` / `-Proto`, else the
-        rightmost `Forwarded` host= / proto=)."""
+        nearest `Forwarded` element's host= / proto=)."""
         if not self.trusts_peer(peer):
             return host, scheme
         forwarded_host = _rightmost(headers, "x-forwarded-host", "host")

@@ -44,6 +44,7 @@ class WSGIMiddleware:
         consent: Optional[Callable[[IncomingRequest], Any]] = None,
         on_error: Optional[OnError] = None,
         redirect_clean_url: bool = True,
+        ga_cookie: Optional[bool] = None,
         logger: Optional[logging.Logger] = None,
     ) -> None:
         self.app = app
@@ -58,6 +59,7 @@ class WSGIMiddleware:
             consent=consent,
             on_error=on_error,
             redirect_clean_url=redirect_clean_url,
+            ga_cookie=ga_cookie,
             logger=logger,
         )
 

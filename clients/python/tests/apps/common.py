@@ -70,6 +70,8 @@ def options(asgi: bool = False) -> Dict[str, Any]:
         kwargs["redirect_clean_url"] = False
     if os.environ.get("SB_TOKEN"):
         kwargs["token"] = os.environ["SB_TOKEN"]
+    if os.environ.get("SB_GA_COOKIE"):
+        kwargs["ga_cookie"] = os.environ["SB_GA_COOKIE"] == "1"
     return kwargs
 
 

@@ -82,7 +82,7 @@ def login(request: HttpRequest) -> HttpResponse:
 
 def forget_me(request: HttpRequest) -> HttpResponse:
     r = common.client().forget_visitor(request)
-    return JsonResponse({"found": r.found, "identities_erased": r.identities_erased})
+    return JsonResponse(r and {"found": r.found, "identities_erased": r.identities_erased}, safe=False)
 
 
 def errors(request: HttpRequest) -> HttpResponse:

@@ -72,7 +72,7 @@ def make_app() -> Any:
     @app.get("/forget-me")
     async def forget_me(request: Request) -> JSONResponse:
         r = await common.async_client().forget_visitor(request)
-        return JSONResponse({"found": r.found, "identities_erased": r.identities_erased})
+        return JSONResponse(r and {"found": r.found, "identities_erased": r.identities_erased})
 
     @app.get("/errors")
     async def errors() -> JSONResponse:

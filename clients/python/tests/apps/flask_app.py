@@ -68,7 +68,7 @@ def make_app() -> Any:
     @app.get("/forget-me")
     def forget_me() -> Any:
         r = common.client().forget_visitor(request)
-        return jsonify({"found": r.found, "identities_erased": r.identities_erased})
+        return jsonify(r and {"found": r.found, "identities_erased": r.identities_erased})
 
     @app.get("/errors")
     def errors() -> Any:

@@ -16,6 +16,7 @@ Environment:
   SB_DEADLINE_MS        optional: the middleware's deadline (default 50)
   SB_REDIRECT_CLEAN_URL "0": leave clean URLs to the app
   SB_TOKEN              optional: the sidecar's bearer token
+  SB_GA_COOKIE          optional: "1" / "0", the ga_cookie option
   SB_CALLBACKS          "1": the user and consent callbacks read the
                         X-Test-User, X-Test-Email and X-Test-Consent headers
 
@@ -29,7 +30,7 @@ threaded server. Every app answers the same routes:
   GET /handoff?to=URL[...]                    hand-off, JSON {"url", "token", "ok"}
   POST /webhook     JSON {"token"}: webhook_identity, 200 or 404 {"identity"}
   GET /login?user=ID[&email=E]                link_login, JSON {"before", "after", "current"}
-  GET /forget-me    Client.forget_visitor, JSON {"found", "identities_erased"}
+  GET /forget-me    Client.forget_visitor, JSON {"found", "identities_erased"} (null: no own cookie)
   GET /errors       the on_error calls so far (skipped path)
   GET /static/info  like /, on a skipped path
 """
