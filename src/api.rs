@@ -506,6 +506,9 @@ impl<S: Store> Api<S> {
 /// Runs one call with a request id span, then records its outcome: one
 /// debug log line (RPC, code, duration, request id: never request data) and
 /// the request metrics.
+/// `call` comes boxed: each RPC's future is several KiB, and the layers
+/// around it (this span, tonic's boxed trait future) would otherwise move it
+/// by value, a copy each time.
 async fn observe<T>(
     rpc: &'static str,
     request_id: String,
@@ -551,7 +554,7 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
         observe(
             "MintCookie",
             request_id(&request),
-            self.mint_cookie_inner(request),
+            Box::pin(self.mint_cookie_inner(request)),
         )
         .await
     }
@@ -563,7 +566,7 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
         observe(
             "RecordHandoff",
             request_id(&request),
-            self.record_handoff_inner(request),
+            Box::pin(self.record_handoff_inner(request)),
         )
         .await
     }
@@ -575,7 +578,7 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
         observe(
             "ResolveSession",
             request_id(&request),
-            self.resolve_session_inner(request),
+            Box::pin(self.resolve_session_inner(request)),
         )
         .await
     }
@@ -587,7 +590,7 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
         observe(
             "LookupByUser",
             request_id(&request),
-            self.lookup_by_user_inner(request),
+            Box::pin(self.lookup_by_user_inner(request)),
         )
         .await
     }
@@ -599,7 +602,7 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
         observe(
             "ForgetVisitor",
             request_id(&request),
-            self.forget_visitor_inner(request),
+            Box::pin(self.forget_visitor_inner(request)),
         )
         .await
     }
@@ -611,7 +614,7 @@ impl<S: Store> pb::session_bridge_service_server::SessionBridgeService for Api<S
         observe(
             "ForgetUser",
             request_id(&request),
-            self.forget_user_inner(request),
+            Box::pin(self.forget_user_inner(request)),
         )
         .await
     }

@@ -306,9 +306,9 @@ pub async fn prepare_sql(conn: &Conn, rows: u64) -> anyhow::Result<String> {
         pg.execute(
             "INSERT INTO session_bridge
              SELECT 'seed' || g,
-                    (ARRAY[$5, 'blog.example.com', 'example.org'])[1 + g % 3],
-                    $1 - 3600 - (g * 7919) % $4,
-                    $2 || ' Bench/' || (g % $3)
+                    (ARRAY[$5::text, 'blog.example.com', 'example.org'])[1 + g % 3],
+                    $1::bigint - 3600 - (g * 7919) % $4::bigint,
+                    $2::text || ' Bench/' || (g % $3::bigint)
              FROM generate_series(1, $6::bigint) AS g",
             &[
                 &now,

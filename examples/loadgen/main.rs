@@ -92,6 +92,12 @@ struct RunArgs {
     json: Option<PathBuf>,
 }
 
+/// The server's allocator here too: the load generator shares the cores
+/// with the server, so its own allocation cost would count against every
+/// workload it drives.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = if cli.client_threads <= 1 {
