@@ -1170,6 +1170,48 @@ mod tests {
         assert_eq!(store.clients.len() + store.expiry.len(), 0);
     }
 
+    /// A store written by an earlier version holds client records as
+    /// JSON: they read, and their next write stores the compact layout.
+    #[tokio::test]
+    async fn json_records_of_earlier_versions_read_and_are_rewritten_compact() {
+        let (_dir, store) = temp_store(Durability::Interval);
+        let id = ClientId::from_parts(9, 1000);
+        let mut rec = record(id, 1000);
+        rec.adopted = true;
+        rec.identity.user_id = Some("u-1".into());
+        rec.user_keys = vec![UserKey::from_parts([5; 32], [6; 32])];
+        let key = store.sealer.client_key(id);
+        let cipher = store.sealer.client_cipher(id);
+        let json = serde_json::to_vec(&rec).unwrap();
+        assert_eq!(json[0], b'{');
+        put_plain(
+            &store.clients,
+            &store.expiry,
+            KIND_CLIENT,
+            &key,
+            &seal(&cipher, &key, &json),
+            5000,
+            1000,
+        )
+        .unwrap();
+        assert_eq!(store.get_client(id, 1000).await.unwrap(), Some(rec.clone()));
+        rec.identity.last_seen = 1100;
+        store
+            .put_client(ClientWrite {
+                record: &rec,
+                link: &[],
+                expires_at: 5000,
+                history: 5,
+            })
+            .await
+            .unwrap();
+        let stored = store.clients.get(key).unwrap().unwrap();
+        let plain = unseal(&cipher, &key, open_envelope(&stored).unwrap().2).unwrap();
+        assert_eq!(plain[0], 0x01, "the compact layout");
+        assert!(plain.len() < json.len());
+        assert_eq!(store.get_client(id, 1000).await.unwrap(), Some(rec));
+    }
+
     #[tokio::test]
     async fn rewrites_move_the_expiry_entry() {
         let (_dir, store) = temp_store(Durability::Sync);
