@@ -150,6 +150,13 @@ async fn serve<S: Store + Clone>(
         health.clone(),
         shutdown.clone(),
     ));
+    let memory = cfg.metrics_listen.map(|_| {
+        tokio::spawn(memory_loop(
+            Arc::clone(&service),
+            Duration::from_secs(MEMORY_SAMPLE_SECS),
+            shutdown.clone(),
+        ))
+    });
 
     let auth = crate::auth::BearerAuth::from_file(cfg.auth_token_file.as_deref())?;
     let api = crate::errors::Edge::new(tonic::service::interceptor::InterceptedService::new(
@@ -248,6 +255,10 @@ async fn serve<S: Store + Clone>(
     }
     sweeper.abort();
     watcher.abort();
+    if let Some(m) = memory {
+        m.abort();
+        let _ = m.await;
+    }
     if let Some(h) = health_only {
         h.abort();
         let _ = h.await;
@@ -334,6 +345,23 @@ async fn health_loop<S: Store>(
             crate::metrics::store_up(ok);
             set_health(&health, ok).await;
         }
+    }
+}
+
+/// How often the memory gauges are sampled, in seconds.
+const MEMORY_SAMPLE_SECS: u64 = 5;
+
+/// Samples resident memory and the store's size on disk for the metrics,
+/// at once and then every `every`, until shutdown.
+async fn memory_loop<S: Store>(service: Arc<Service<S>>, every: Duration, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {},
+            _ = shutdown.wait() => return,
+        }
+        crate::metrics::memory(service.store().disk_bytes());
     }
 }
 

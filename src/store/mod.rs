@@ -303,4 +303,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers; the health check reports it.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Bytes the store's files take on disk, for an embedded store; None
+    /// for a store that is not this process's (Redis). Cheap: no record is
+    /// read.
+    fn disk_bytes(&self) -> Option<u64> {
+        None
+    }
 }

@@ -1030,6 +1030,10 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn disk_bytes(&self) -> Option<u64> {
+        self.db.size_on_disk().ok()
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
