@@ -100,9 +100,17 @@ struct SoakArgs {
     /// Seconds between two samples of resident memory.
     #[arg(long, default_value_t = 10)]
     every: u64,
-    /// Requests in flight.
+    /// Requests in flight (at most, with --rate).
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
+    /// Requests a second, spread evenly; 0 sends each request as soon as
+    /// the last one of its task is answered.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Identities stored before the soak (returning visitors draw from
+    /// them too).
+    #[arg(long, default_value_t = 0)]
+    identities: u64,
     /// The chart whose values.yaml sets cache_mb and the memory limit.
     #[arg(long, default_value = "helm/sessionbridge/values.yaml")]
     chart_values: PathBuf,
@@ -320,7 +328,13 @@ impl Env {
 /// Writes identities `from..to` straight into a sled data directory, as
 /// the server would have stored a returning visitor (the full lifetime),
 /// one writer thread per core.
-fn populate(dir: &Path, keys: &Keyring, created: u32, from: u64, to: u64) -> anyhow::Result<()> {
+async fn populate(
+    dir: &Path,
+    keys: &Keyring,
+    created: u32,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<()> {
     let store = SledStore::open(
         dir,
         Durability::Interval,
@@ -364,9 +378,7 @@ fn populate(dir: &Path, keys: &Keyring, created: u32, from: u64, to: u64) -> any
             .into_iter()
             .try_for_each(|h| h.join().expect("writer thread panicked"))
     })?;
-    tokio::runtime::Builder::new_current_thread()
-        .build()?
-        .block_on(store.flush())?;
+    store.flush().await?;
     println!(
         "  stored identities {from}..{to} in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -594,6 +606,97 @@ struct ModelRow {
     anon_end: f64,
 }
 
+/// Runs `one(conn, n)` for `duration` from `in_flight` tasks, each sending
+/// its next request when the last is answered; returns the requests
+/// answered, the errors (with the first) and the seconds it took.
+async fn drive<F, Fut>(
+    conns: &[Conn],
+    in_flight: usize,
+    duration: Duration,
+    one: F,
+) -> (u64, u64, Option<String>, f64)
+where
+    F: Fn(Conn, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let seq = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = (0..in_flight.max(1))
+        .map(|i| {
+            let (conn, seq, one) = (conns[i % conns.len()].clone(), seq.clone(), one.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut errors, mut first) = (0u64, 0u64, None);
+                while Instant::now() < deadline {
+                    match one(conn.clone(), seq.fetch_add(1, Ordering::Relaxed)).await {
+                        Ok(()) => ok += 1,
+                        Err(e) => {
+                            errors += 1;
+                            first.get_or_insert(e);
+                        }
+                    }
+                }
+                (ok, errors, first)
+            })
+        })
+        .collect();
+    let (mut ok, mut errors, mut first) = (0, 0, None);
+    for t in tasks {
+        let (o, e, f) = t.await.expect("driver task");
+        ok += o;
+        errors += e;
+        first = first.or(f);
+    }
+    (ok, errors, first, started.elapsed().as_secs_f64())
+}
+
+/// Where `populate` wrote identities, and when: the cookie of identity `i`
+/// names exactly what the store holds for it.
+#[derive(Clone)]
+struct Stored {
+    keys: Arc<Keyring>,
+    scope: sessionbridge::cookie::CookieScope,
+    created: u32,
+    /// (first index of a batch, the time it was written)
+    batches: Arc<Vec<(u64, i64)>>,
+}
+
+impl Stored {
+    fn cookie_header(&self, i: u64) -> String {
+        let at = self
+            .batches
+            .iter()
+            .rev()
+            .find(|b| b.0 <= i)
+            .map_or(0, |b| b.1);
+        let value = sessionbridge::cookie::seal_identity(
+            &self.keys,
+            &self.scope,
+            "__Secure-sbid",
+            &work::stored_identity(i, self.created, at),
+        );
+        format!("locale=en-GB; cart=eyJpdGVtcyI6WzQyXX0; __Secure-sbid={value}")
+    }
+}
+
+/// A cookie hit of a random one of the first `count` stored identities.
+async fn stored_hit(conn: Conn, stored: Stored, count: u64) -> Result<(), String> {
+    let i = rand::random::<u64>() % count;
+    let ch = conn.grpc.clone().ok_or("no gRPC connection")?;
+    let r = SessionBridgeServiceClient::new(ch)
+        .resolve_session(pb::ResolveSessionRequest {
+            context: Some(soak_ctx(stored.cookie_header(i), i)),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("ResolveSession: {e}"))?
+        .into_inner();
+    if r.method != pb::ResolutionMethod::Cookie as i32 {
+        return Err(format!("answered {:?}, expected a cookie hit", r.method));
+    }
+    Ok(())
+}
+
 async fn model(env: &Env, a: ModelArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         a.identities.windows(2).all(|w| w[0] < w[1]),
@@ -603,12 +706,26 @@ async fn model(env: &Env, a: ModelArgs) -> anyhow::Result<()> {
     let run_dir = env.work.join("model-run");
     let _ = std::fs::remove_dir_all(&base);
     let created = (sessionbridge::service::now_unix() - 86_400) as u32;
+    let allowed =
+        sessionbridge::cookie::AllowedDomains::new(work::ALLOWED.split(',').map(String::from))
+            .map_err(anyhow::Error::msg)?;
+    let scope = allowed
+        .scope(work::SHOP, true)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut batches = Vec::new();
     let secs = Duration::from_secs_f64(a.seconds);
     let mut rows: Vec<ModelRow> = Vec::new();
     let mut stored = 0;
     for &n in &a.identities {
-        populate(&base, &env.keys, created, stored, n)?;
+        batches.push((stored, sessionbridge::service::now_unix()));
+        populate(&base, &env.keys, created, stored, n).await?;
         stored = n;
+        let view = Stored {
+            keys: env.keys.clone(),
+            scope: scope.clone(),
+            created,
+            batches: Arc::new(batches.clone()),
+        };
         // Open once, so that the runs below start from a snapshot (sled
         // replays its log since the last opening).
         env.start(&env.server, "model-open", &base, &[])
@@ -620,8 +737,9 @@ async fn model(env: &Env, a: ModelArgs) -> anyhow::Result<()> {
         );
         for &cache in &a.cache_mb {
             let workloads: [(&'static str, Vec<String>); 3] = [
-                // Cookie hits that write nothing: the stored last-hit time
-                // is recent enough for any touch_write_secs.
+                // The cookie names what is stored and the stored time is
+                // recent enough for this touch_write_secs: nothing is
+                // written.
                 (
                     "cookie hits, reads only",
                     vec![
@@ -631,9 +749,10 @@ async fn model(env: &Env, a: ModelArgs) -> anyhow::Result<()> {
                         "86400".into(),
                     ],
                 ),
-                // Every hit on a random stored identity rewrites its record
-                // (its stored time is older than touch_write_secs).
-                ("cookie hits, each a touch write", vec![]),
+                // With the defaults, the first hit on each stored identity
+                // rewrites its record (its stored time is older than
+                // touch_write_secs); later hits within the run do not.
+                ("cookie hits, touch writes", vec![]),
                 ("first visits, each a new record", vec![]),
             ];
             for (name, extra) in workloads {
@@ -643,48 +762,44 @@ async fn model(env: &Env, a: ModelArgs) -> anyhow::Result<()> {
                 let srv = env.start(&env.server, "model", &run_dir, &flags).await?;
                 let rss_open = srv.rss().total;
                 let conns = work::grpc_conns(&srv.addr, 1).await?;
-                let workload = Arc::new(if name.starts_with("first") {
-                    Workload::ResolveNew
-                } else {
-                    Workload::ResolveStored {
-                        keys: env.keys.clone(),
-                        count: n,
-                        created,
-                    }
-                });
                 let sampler = Sampler::start(srv.pid(), Duration::from_secs(1));
-                let r = run::run(
-                    &workload,
-                    &conns,
-                    Plan {
-                        in_flight: a.in_flight,
-                        duration: secs,
-                        requests: None,
-                        warmup: Duration::ZERO,
-                    },
-                )
-                .await;
+                let (done, errors, first, took) = if name.starts_with("first") {
+                    drive(&conns, a.in_flight, secs, |conn, i| async move {
+                        Workload::ResolveNew.one(&conn, i).await.map(|_| ())
+                    })
+                    .await
+                } else {
+                    let view = view.clone();
+                    drive(&conns, a.in_flight, secs, move |conn, _| {
+                        stored_hit(conn, view.clone(), n)
+                    })
+                    .await
+                };
                 let samples = sampler.finish();
-                anyhow::ensure!(r.errors == 0, "{name}: {:?}", r.first_error);
+                anyhow::ensure!(errors == 0, "{name}: {errors} errors, first: {first:?}");
                 let end = samples.last().map(|s| s.1).unwrap_or_default();
+                let writes = match name {
+                    "cookie hits, reads only" => 0.0,
+                    // Distinct identities among `done` random picks of n.
+                    "cookie hits, touch writes" => {
+                        n as f64 * (1.0 - (-(done as f64) / n as f64).exp())
+                    }
+                    _ => done as f64,
+                };
                 let row = ModelRow {
                     identities: n,
                     cache_mb: cache,
                     workload: name,
-                    per_second: r.per_second,
-                    writes_per_second: if name.contains("reads only") {
-                        0.0
-                    } else {
-                        r.per_second
-                    },
+                    per_second: done as f64 / took,
+                    writes_per_second: writes / took,
                     rss_open,
                     rss_end: end.total,
                     rss_max: samples.iter().map(|s| s.1.total).fold(0.0, f64::max),
                     anon_end: end.anon,
                 };
                 println!(
-                    "  {n} identities, cache {cache} MiB, {name}: {:.0}/s, RSS {:.0} MiB open, {:.0} end, {:.0} max",
-                    row.per_second, row.rss_open, row.rss_end, row.rss_max
+                    "  {n} identities, cache {cache} MiB, {name}: {:.0}/s ({:.0} writes/s), RSS {:.0} MiB open, {:.0} end, {:.0} max",
+                    row.per_second, row.writes_per_second, row.rss_open, row.rss_end, row.rss_max
                 );
                 rows.push(row);
                 drop(conns);
@@ -693,6 +808,7 @@ async fn model(env: &Env, a: ModelArgs) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&run_dir);
+    let _ = std::fs::remove_dir_all(&base);
     println!(
         "\n### Resident memory (MiB) of the release binary: {} s of each workload at {} in flight\n",
         a.seconds, a.in_flight
@@ -800,13 +916,25 @@ struct Sent {
     errors: AtomicU64,
 }
 
-/// One request of the mix: six in ten cookie hits of returning visitors,
-/// three first visits, one hand-off (RecordHandoff, then the arrival on
-/// the other site through the referrer bridge).
-async fn mixed(conn: &Conn, n: u64, back: &Returning, sent: &Sent) -> Result<(), String> {
+/// One request of the mix: six in ten cookie hits of returning visitors
+/// (half of them stored before the soak, when there are, half from its own
+/// first visits), three first visits, one hand-off (RecordHandoff, then
+/// the arrival on the other site through the referrer bridge).
+async fn mixed(
+    conn: &Conn,
+    n: u64,
+    back: &Returning,
+    sent: &Sent,
+    stored: Option<&(Stored, u64)>,
+) -> Result<(), String> {
     let ch = conn.grpc.clone().ok_or("no gRPC connection")?;
     let mut c = SessionBridgeServiceClient::new(ch);
     let slot = n % 10;
+    if let (Some((view, count)), 0..=2) = (stored, slot) {
+        stored_hit(conn.clone(), view.clone(), *count).await?;
+        sent.hits.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
     let returning = if slot < 6 { back.pick() } else { None };
     if slot == 9 {
         Workload::Bridge.one(conn, n).await?;
@@ -851,10 +979,39 @@ async fn soak(env: &Env, a: SoakArgs) -> anyhow::Result<()> {
     let dir = env.work.join("soak");
     let _ = std::fs::remove_dir_all(&dir);
     let flags = vec!["--cache-mb".to_string(), cache_mb.to_string()];
+    let stored = if a.identities > 0 {
+        let created = (sessionbridge::service::now_unix() - 86_400) as u32;
+        let at = sessionbridge::service::now_unix();
+        populate(&dir, &env.keys, created, 0, a.identities).await?;
+        // Opened once: the soak starts from a snapshot, as a pod that
+        // restarts on its volume would.
+        env.start(&env.server, "soak-open", &dir, &flags)
+            .await?
+            .stop()?;
+        let allowed =
+            sessionbridge::cookie::AllowedDomains::new(work::ALLOWED.split(',').map(String::from))
+                .map_err(anyhow::Error::msg)?;
+        let scope = allowed
+            .scope(work::SHOP, true)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Some(Arc::new((
+            Stored {
+                keys: env.keys.clone(),
+                scope,
+                created,
+                batches: Arc::new(vec![(0, at)]),
+            },
+            a.identities,
+        )))
+    } else {
+        None
+    };
     println!(
-        "# soak: {} s of mixed traffic, {} in flight; the chart's settings: memory limit {limit_mib} MiB, cache_mb {cache_mb}; server flags: {}",
+        "# soak: {} s of mixed traffic, {} in flight, {}; {} identities stored before; the chart's settings: memory limit {limit_mib} MiB, cache_mb {cache_mb}; server flags: {}",
         a.seconds,
         a.in_flight,
+        if a.rate > 0.0 { format!("{} requests/s", a.rate) } else { "as fast as answered".into() },
+        a.identities,
         flags.join(" ")
     );
     let srv = env.start(&env.server, "soak", &dir, &flags).await?;
@@ -867,14 +1024,22 @@ async fn soak(env: &Env, a: SoakArgs) -> anyhow::Result<()> {
     let seq = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let mut tasks = Vec::new();
+    let t0 = tokio::time::Instant::now();
+    let rate = a.rate;
     for i in 0..a.in_flight.max(1) {
         let conn = conns[i % conns.len()].clone();
-        let (back, sent, seq) = (back.clone(), sent.clone(), seq.clone());
+        let (back, sent, seq, stored) = (back.clone(), sent.clone(), seq.clone(), stored.clone());
         tasks.push(tokio::spawn(async move {
             let mut first_error = None;
             while Instant::now() < deadline {
                 let n = seq.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = mixed(&conn, n, &back, &sent).await {
+                if rate > 0.0 {
+                    tokio::time::sleep_until(t0 + Duration::from_secs_f64(n as f64 / rate)).await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
+                if let Err(e) = mixed(&conn, n, &back, &sent, stored.as_deref()).await {
                     sent.errors.fetch_add(1, Ordering::Relaxed);
                     first_error.get_or_insert(e);
                 }
@@ -1071,7 +1236,7 @@ async fn startup(env: &Env, a: StartupArgs) -> anyhow::Result<()> {
     let created = (sessionbridge::service::now_unix() - 86_400) as u32;
     if !marker.exists() {
         let _ = std::fs::remove_dir_all(&dir);
-        populate(&dir, &env.keys, created, 0, a.identities)?;
+        populate(&dir, &env.keys, created, 0, a.identities).await?;
         std::fs::write(&marker, a.identities.to_string())?;
     }
     println!(
