@@ -303,6 +303,14 @@ settings! {
     /// Lifetime of an identity (cookie Max-Age and stored record), in days;
     /// at most 400, the cap browsers apply.
     identity_ttl_days: u32 = 400;
+    /// Lifetime of the record of a first visit that brought no other
+    /// evidence (no cookie, token, login or GA id), in seconds. The
+    /// visitor's second hit with the cookie extends it to
+    /// `identity_ttl_days`; until then the record holds nothing the cookie
+    /// does not, so bots and visitors who refuse cookies stop growing the
+    /// store after this long. The cookie keeps its full Max-Age. 60 to
+    /// `identity_ttl_days`.
+    first_visit_ttl_secs: u64 = 86_400;
     /// Also set a GA4 `_ga` cookie by default.
     ga_cookie: bool = false;
     /// Consent assumed when a request does not state it: `granted` or
@@ -434,6 +442,15 @@ impl Config {
             bail!(
                 "identity_ttl_days {}: must be 1 to 400 (browsers cap cookies at 400 days)",
                 self.identity_ttl_days
+            );
+        }
+        if self.first_visit_ttl_secs < 60
+            || self.first_visit_ttl_secs > self.identity_ttl_secs() as u64
+        {
+            bail!(
+                "first_visit_ttl_secs {}: must be 60 to identity_ttl_days in seconds ({})",
+                self.first_visit_ttl_secs,
+                self.identity_ttl_secs()
             );
         }
         if self.cache_mb == 0 {
@@ -573,6 +590,27 @@ mod tests {
         std::fs::write(&path, "cookie_nam = \"typo\"\n").unwrap();
         let err = Config::load(&o).unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn a_first_visit_lives_a_minute_to_the_identity_lifetime() {
+        let check = |secs, days| {
+            Config {
+                first_visit_ttl_secs: secs,
+                identity_ttl_days: days,
+                ..Default::default()
+            }
+            .check()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(check(86_400, 400), Ok(()));
+        assert_eq!(check(60, 1), Ok(()));
+        assert_eq!(check(86_400, 1), Ok(()));
+        let err = check(59, 400).unwrap_err();
+        assert!(err.contains("first_visit_ttl_secs 59"), "{err}");
+        let err = check(86_401, 1).unwrap_err();
+        assert!(err.contains("first_visit_ttl_secs 86401"), "{err}");
     }
 
     #[test]

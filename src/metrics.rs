@@ -47,6 +47,16 @@ fn describe() {
         "evidence present but refused, by kind and reason"
     );
     metrics::describe_gauge!("sessionbridge_store_up", "1 when the store answers");
+    metrics::describe_gauge!(
+        "sessionbridge_resident_memory_bytes",
+        metrics::Unit::Bytes,
+        "resident memory of the process (VmRSS), sampled every few seconds"
+    );
+    metrics::describe_gauge!(
+        "sessionbridge_store_disk_bytes",
+        metrics::Unit::Bytes,
+        "size of the embedded store's files, sampled every few seconds (sled only)"
+    );
 }
 
 /// Records one call's outcome.
@@ -97,6 +107,31 @@ pub fn resolution(method: Method, source: String, rejected: &[Rejected]) {
     }
 }
 
+/// Resident memory of this process in bytes (`VmRSS` of
+/// `/proc/self/status`), None where there is no such file.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Samples the process's resident memory and the store's size on disk.
+pub fn memory(store_disk_bytes: Option<u64>) {
+    if let Some(rss) = resident_bytes() {
+        metrics::gauge!("sessionbridge_resident_memory_bytes").set(rss as f64);
+    }
+    if let Some(disk) = store_disk_bytes {
+        metrics::gauge!("sessionbridge_store_disk_bytes").set(disk as f64);
+    }
+}
+
 /// Whether the store answers.
 pub fn store_up(up: bool) {
     metrics::gauge!("sessionbridge_store_up").set(if up { 1.0 } else { 0.0 });
@@ -139,6 +174,18 @@ fn reason_label(r: Rejection) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resident_memory_is_read_in_bytes() {
+        let rss = resident_bytes().expect("Linux has /proc/self/status");
+        // A test binary takes more than a MiB and less than a few GiB.
+        assert!((1 << 20..4 << 30).contains(&rss), "{rss}");
+        // It grows when memory is touched.
+        let block = std::hint::black_box(vec![1u8; 64 << 20]);
+        let grown = resident_bytes().unwrap();
+        assert!(grown >= rss + (32 << 20), "{rss} -> {grown}");
+        drop(block);
+    }
 
     #[test]
     fn source_labels_are_bounded_by_the_configuration() {

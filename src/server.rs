@@ -62,13 +62,22 @@ pub struct RunOptions {
     pub clock: SharedClock,
     /// Told the bound address once the server accepts calls.
     pub bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+    /// Each request makes the sweeper run at once, besides its period, and
+    /// is answered with what that sweep removed (or why it failed): a test
+    /// that moved its clock past an expiry sweeps when it needs to.
+    pub sweep_now: Option<SweepRequests>,
 }
+
+/// Requests for an immediate sweep (see [`RunOptions::sweep_now`]).
+pub type SweepRequests =
+    tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<Result<usize, String>>>;
 
 impl Default for RunOptions {
     fn default() -> Self {
         Self {
             clock: crate::clock::system(),
             bound: None,
+            sweep_now: None,
         }
     }
 }
@@ -126,6 +135,7 @@ async fn serve<S: Store + Clone>(
     let sweeper = tokio::spawn(sweep_loop(
         Arc::clone(&service),
         Duration::from_secs(cfg.sweep_interval_secs.max(1)),
+        opts.sweep_now,
         shutdown.clone(),
     ));
     // The store is open: SERVING from here, as long as it answers.
@@ -140,6 +150,13 @@ async fn serve<S: Store + Clone>(
         health.clone(),
         shutdown.clone(),
     ));
+    let memory = cfg.metrics_listen.map(|_| {
+        tokio::spawn(memory_loop(
+            Arc::clone(&service),
+            Duration::from_secs(MEMORY_SAMPLE_SECS),
+            shutdown.clone(),
+        ))
+    });
 
     let auth = crate::auth::BearerAuth::from_file(cfg.auth_token_file.as_deref())?;
     let api = crate::errors::Edge::new(tonic::service::interceptor::InterceptedService::new(
@@ -238,6 +255,10 @@ async fn serve<S: Store + Clone>(
     }
     sweeper.abort();
     watcher.abort();
+    if let Some(m) = memory {
+        m.abort();
+        let _ = m.await;
+    }
     if let Some(h) = health_only {
         h.abort();
         let _ = h.await;
@@ -327,8 +348,12 @@ async fn health_loop<S: Store>(
     }
 }
 
-/// Removes expired records every `every` until shutdown.
-async fn sweep_loop<S: Store>(service: Arc<Service<S>>, every: Duration, mut shutdown: Shutdown) {
+/// How often the memory gauges are sampled, in seconds.
+const MEMORY_SAMPLE_SECS: u64 = 5;
+
+/// Samples resident memory and the store's size on disk for the metrics,
+/// at once and then every `every`, until shutdown.
+async fn memory_loop<S: Store>(service: Arc<Service<S>>, every: Duration, mut shutdown: Shutdown) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -336,10 +361,40 @@ async fn sweep_loop<S: Store>(service: Arc<Service<S>>, every: Duration, mut shu
             _ = tick.tick() => {},
             _ = shutdown.wait() => return,
         }
-        match service.sweep().await {
+        crate::metrics::memory(service.store().disk_bytes());
+    }
+}
+
+/// Removes expired records every `every`, and whenever `asked`, until
+/// shutdown.
+async fn sweep_loop<S: Store>(
+    service: Arc<Service<S>>,
+    every: Duration,
+    mut asked: Option<SweepRequests>,
+    mut shutdown: Shutdown,
+) {
+    // The first sweep one period after the start, like every other.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let reply = tokio::select! {
+            _ = tick.tick() => None,
+            Some(reply) = async {
+                match asked.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Some(reply),
+            _ = shutdown.wait() => return,
+        };
+        let result = service.sweep().await;
+        match &result {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "swept expired records"),
             Err(e) => tracing::warn!(error = %e, "sweep failed; will retry"),
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(result.map_err(|e| e.to_string()));
         }
     }
 }

@@ -22,6 +22,9 @@ pub struct Settings {
     /// `evidence::own_cookie::names`), made once.
     pub cookie_names: Vec<String>,
     pub identity_ttl_secs: i64,
+    /// How long the record of a first visit with no other evidence lives
+    /// until the visitor's second hit extends it to `identity_ttl_secs`.
+    pub first_visit_ttl_secs: i64,
     /// A hit that changes nothing but the last-hit time is written only
     /// when the stored time is at least this old.
     pub touch_write_secs: i64,
@@ -72,6 +75,7 @@ impl Settings {
             cookie_name: cfg.cookie_name.clone(),
             cookie_names: crate::evidence::own_cookie::names_for_base(&cfg.cookie_name),
             identity_ttl_secs: cfg.identity_ttl_secs(),
+            first_visit_ttl_secs: (cfg.first_visit_ttl_secs as i64).min(cfg.identity_ttl_secs()),
             touch_write_secs: cfg.touch_write_secs.min(cfg.session_timeout_secs / 10) as i64,
             ga_cookie: cfg.ga_cookie,
             default_consent: cfg.default_consent,

@@ -117,3 +117,75 @@ async fn metrics_show_the_stitch_rate_and_logs_hold_no_personal_data() {
         assert!(!lower.contains(secret), "{secret} in the log:\n{log}");
     }
 }
+
+/// The value of an unlabelled series in a scrape.
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The server's resident memory, as the kernel reports it, in bytes.
+fn vm_rss(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb * 1024.0
+}
+
+/// Resident memory and the embedded store's size on disk are gauges: the
+/// first is the server process's own (what the kernel reports for it, in
+/// bytes), the second the size of the store's file.
+#[tokio::test]
+async fn metrics_show_resident_memory_and_the_store_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path());
+    let data = dir.path().join("data");
+    let (server, port) = Server::start_with_port(
+        &data,
+        &[
+            "--keys",
+            keys.to_str().unwrap(),
+            "--metrics-listen",
+            "127.0.0.1:{port}",
+        ],
+    );
+    let mut c = server.client().await;
+    for _ in 0..50 {
+        c.resolve_session(pb::ResolveSessionRequest {
+            context: Some(ctx("www.brand.example", "")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let pid = server.child.as_ref().unwrap().id();
+    let text = scrape(port);
+    let rss = gauge(&text, "sessionbridge_resident_memory_bytes")
+        .unwrap_or_else(|| panic!("no resident memory gauge:\n{text}"));
+    let kernel = vm_rss(pid);
+    // Sampled a few seconds apart at most: the same order of magnitude,
+    // in bytes (not kB, not pages).
+    assert!(
+        rss > kernel / 2.0 && rss < kernel * 2.0,
+        "gauge {rss} against VmRSS {kernel}"
+    );
+    let disk = gauge(&text, "sessionbridge_store_disk_bytes")
+        .unwrap_or_else(|| panic!("no store size gauge:\n{text}"));
+    let file = std::fs::metadata(data.join("db")).unwrap().len() as f64;
+    assert!(
+        disk > 0.0 && disk <= file,
+        "gauge {disk} against the file's {file}"
+    );
+    assert!(
+        text.contains("# TYPE sessionbridge_resident_memory_bytes gauge"),
+        "{text}"
+    );
+}

@@ -21,6 +21,7 @@ fn record(random: u32, now: i64, user_keys: Vec<UserKey>) -> ClientRecord {
         identity,
         user_keys,
         adopted: false,
+        first_visit: false,
     }
 }
 

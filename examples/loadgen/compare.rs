@@ -381,6 +381,7 @@ async fn populate(
                                 identity: work::stored_identity(i, created, now),
                                 user_keys: Vec::new(),
                                 adopted: false,
+                                first_visit: false,
                             };
                             store
                                 .put_client(ClientWrite {

@@ -8,6 +8,7 @@
 //! docs/performance.md.
 
 mod compare;
+mod memory;
 mod run;
 mod work;
 
@@ -38,6 +39,8 @@ enum Command {
     Run(RunArgs),
     /// The whole comparison: servers, baselines, ratios against targets.
     Compare(compare::Args),
+    /// Memory and scale: retention, memory model, soak, start-up time.
+    Memory(memory::Args),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -113,6 +116,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => rt.block_on(run_one(args)),
         Command::Compare(args) => rt.block_on(compare::main(args)),
+        Command::Memory(args) => rt.block_on(memory::main(args)),
     }
 }
 

@@ -346,9 +346,13 @@ impl<S: Store> Service<S> {
                 identity.user_id = Some(uid.clone());
             }
         }
+        // A record still on its first-visit lifetime is rewritten on the
+        // visitor's next hit (the one that comes back with the cookie), for
+        // the full lifetime: one write, after which hits are fresh again.
         let fresh = record.as_ref().is_some_and(|stored| {
             link_keys.is_empty()
                 && stored.adopted == adopted
+                && !stored.first_visit
                 && self.only_touched(&stored.identity, &identity)
         });
         let mut user_keys = record.map(|r| r.user_keys).unwrap_or_default();
@@ -357,21 +361,34 @@ impl<S: Store> Service<S> {
                 user_keys.push(*k);
             }
         }
+        // A first visit with no other evidence is kept for a short time:
+        // its record holds nothing the cookie does not (no user, not
+        // adopted), so if the visitor never comes back (a bot, a browser
+        // that refuses cookies) it goes, and if they do, the cookie names
+        // them again either way.
+        let first_visit =
+            method == Method::New && user_keys.is_empty() && identity.user_id.is_none() && !adopted;
         let record = ClientRecord {
             identity,
             user_keys,
             adopted,
+            first_visit,
         };
         // Most page views change nothing but the time of the last hit, which
         // the refreshed cookie carries exactly; the stored copy is rewritten
         // once it is `touch_write_secs` old.
         if !fresh {
+            let ttl = if first_visit {
+                self.settings.first_visit_ttl_secs
+            } else {
+                self.settings.identity_ttl_secs
+            };
             let put = self
                 .store
                 .put_client(ClientWrite {
                     record: &record,
                     link: link_keys,
-                    expires_at: now + self.settings.identity_ttl_secs,
+                    expires_at: now + ttl,
                     history: self.settings.user_history,
                 })
                 .await?;

@@ -11,6 +11,7 @@
 //! the store refuses to write that client again, and the evidence readers
 //! refuse it.
 
+mod compact;
 mod redis;
 pub(crate) mod seal;
 mod sled;
@@ -40,6 +41,14 @@ pub struct ClientRecord {
     /// login on it starts a fresh client id instead of linking it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
+    /// Written by a first visit that brought no other evidence, and kept
+    /// for `first_visit_ttl_secs` only: the visitor's next hit with the
+    /// cookie rewrites it, once, for the full lifetime. Such a record holds
+    /// nothing the cookie does not (no user, not adopted), so it may
+    /// expire while the cookie lives: the cookie alone names the visitor
+    /// again. Records written before the mark existed read as not marked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_visit: bool,
 }
 
 /// One client in a user's index.
@@ -294,4 +303,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers; the health check reports it.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Bytes the store's files take on disk, for an embedded store; None
+    /// for a store that is not this process's (Redis). Cheap: no record is
+    /// read.
+    fn disk_bytes(&self) -> Option<u64> {
+        None
+    }
 }

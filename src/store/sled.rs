@@ -2,7 +2,8 @@
 //!
 //! Layout: a tree per record kind (`clients`, `users`, `links`, `tokens`,
 //! `bridge`, `erased`, `bridge_by_client`) whose values are an envelope
-//! `[expires_at u64 BE][bucket u64 BE][JSON]`, and an `expiry` tree keyed
+//! `[expires_at u64 BE][bucket u64 BE][body]` (a client record's body in
+//! the compact layout of `compact.rs`, other bodies JSON), and an `expiry` tree keyed
 //! `[bucket u64 BE][kind u8][record key]` that the sweeper walks in time
 //! order. The bucket is the expiry rounded up to a granularity that
 //! grows with the lifetime, so touching a long-lived record on every hit
@@ -40,6 +41,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 use tokio::sync::{mpsc, watch};
 
+use super::compact;
 use super::seal::{seal, unseal, Sealer};
 use super::{
     BridgeEntry, Claim, ClientRecord, ClientWrite, Erased, Put, Store, StoreError, UserEntry,
@@ -530,8 +532,8 @@ impl SledStore {
                     if exp > now {
                         count += 1;
                     }
-                    let rec: ClientRecord = unseal(&self.sealer.client_cipher(id), ck, &body)
-                        .and_then(|plain| decode(&plain))
+                    let rec = unseal(&self.sealer.client_cipher(id), ck, &body)
+                        .and_then(|plain| compact::decode(id, &plain))
                         .map_err(abort)?;
                     for other in rec.user_keys.iter().filter(|k| *k != key) {
                         remove_ttl(links, expiry, KIND_LINK, &link_key(other, ck))?;
@@ -608,7 +610,9 @@ impl Store for SledStore {
             return Ok(None);
         };
         match live(&v, now)? {
-            Some(body) => decode(&unseal(&self.sealer.client_cipher(id), &key, body)?).map(Some),
+            Some(body) => {
+                compact::decode(id, &unseal(&self.sealer.client_cipher(id), &key, body)?).map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -618,7 +622,11 @@ impl Store for SledStore {
         let id = w.record.identity.client_id;
         let key = self.sealer.client_key(id);
         let mark = self.sealer.mark(id);
-        let body = seal(&self.sealer.client_cipher(id), &key, &encode(w.record));
+        let body = seal(
+            &self.sealer.client_cipher(id),
+            &key,
+            &compact::encode(w.record),
+        );
         let until = link_until(w.expires_at);
         // The reverse-index entries of this client, sealed under each
         // user's key.
@@ -641,8 +649,10 @@ impl Store for SledStore {
                 Some(v) => {
                     let (exp, _, stored) = open_envelope(&v)?;
                     if exp > now {
-                        let old: ClientRecord =
-                            decode(&unseal(&self.sealer.client_cipher(id), &key, stored)?)?;
+                        let old = compact::decode(
+                            id,
+                            &unseal(&self.sealer.client_cipher(id), &key, stored)?,
+                        )?;
                         super::keep_links(w.record, &old)
                     } else {
                         None
@@ -651,7 +661,7 @@ impl Store for SledStore {
                 None => None,
             };
             let body = match &merged {
-                Some(m) => seal(&self.sealer.client_cipher(id), &key, &encode(m)),
+                Some(m) => seal(&self.sealer.client_cipher(id), &key, &compact::encode(m)),
                 None => body,
             };
             // The reverse index first: a crash between the two leaves an
@@ -1020,6 +1030,10 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn disk_bytes(&self) -> Option<u64> {
+        self.db.size_on_disk().ok()
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
@@ -1037,8 +1051,14 @@ pub struct UnsealedRecord {
     pub tree: String,
     pub key: Vec<u8>,
     /// The value as the service wrote it before sealing (JSON, a counter,
-    /// or empty); None when it could not be opened with what was given.
+    /// or empty; a client record shown as JSON); None when it could not be
+    /// opened with what was given.
     pub plain: Option<Vec<u8>>,
+    /// When the value expires (None in the expiry index, which has no
+    /// envelope).
+    pub expires_at: Option<i64>,
+    /// The value as stored: it changes on every write (a fresh nonce).
+    pub stored: Vec<u8>,
 }
 
 /// Opens a stopped server's data directory and unseals every value of
@@ -1071,9 +1091,11 @@ pub fn unseal_every_record(
             let (k, v) = item.map_err(unavailable)?;
             let body = || open_envelope(&v).map(|(_, _, b)| b.to_vec()).ok();
             let plain = match tree_name.as_str() {
-                "clients" => {
-                    client_for(&k).and_then(|c| unseal(&sealer.client_cipher(c), &k, &body()?).ok())
-                }
+                "clients" => client_for(&k).and_then(|c| {
+                    let plain = unseal(&sealer.client_cipher(c), &k, &body()?).ok()?;
+                    let rec = super::compact::decode(c, &plain).ok()?;
+                    Some(serde_json::to_vec(&rec).expect("records serialize"))
+                }),
                 "users" | "links" => {
                     user_for(&k).and_then(|u| unseal(&sealer.user_cipher(u), &k, &body()?).ok())
                 }
@@ -1094,6 +1116,10 @@ pub fn unseal_every_record(
                 tree: tree_name.clone(),
                 key: k.to_vec(),
                 plain,
+                expires_at: (tree_name != "expiry")
+                    .then(|| open_envelope(&v).ok().map(|(exp, _, _)| exp))
+                    .flatten(),
+                stored: v.to_vec(),
             });
         }
     }
@@ -1123,6 +1149,7 @@ mod tests {
             identity: SessionPolicy::default().new_identity(id, now),
             user_keys: vec![],
             adopted: false,
+            first_visit: false,
         }
     }
 
@@ -1145,6 +1172,48 @@ mod tests {
         assert_eq!(store.sweep(1050).await.unwrap(), 0);
         assert_eq!(store.sweep(2000).await.unwrap(), 1);
         assert_eq!(store.clients.len() + store.expiry.len(), 0);
+    }
+
+    /// A store written by an earlier version holds client records as
+    /// JSON: they read, and their next write stores the compact layout.
+    #[tokio::test]
+    async fn json_records_of_earlier_versions_read_and_are_rewritten_compact() {
+        let (_dir, store) = temp_store(Durability::Interval);
+        let id = ClientId::from_parts(9, 1000);
+        let mut rec = record(id, 1000);
+        rec.adopted = true;
+        rec.identity.user_id = Some("u-1".into());
+        rec.user_keys = vec![UserKey::from_parts([5; 32], [6; 32])];
+        let key = store.sealer.client_key(id);
+        let cipher = store.sealer.client_cipher(id);
+        let json = serde_json::to_vec(&rec).unwrap();
+        assert_eq!(json[0], b'{');
+        put_plain(
+            &store.clients,
+            &store.expiry,
+            KIND_CLIENT,
+            &key,
+            &seal(&cipher, &key, &json),
+            5000,
+            1000,
+        )
+        .unwrap();
+        assert_eq!(store.get_client(id, 1000).await.unwrap(), Some(rec.clone()));
+        rec.identity.last_seen = 1100;
+        store
+            .put_client(ClientWrite {
+                record: &rec,
+                link: &[],
+                expires_at: 5000,
+                history: 5,
+            })
+            .await
+            .unwrap();
+        let stored = store.clients.get(key).unwrap().unwrap();
+        let plain = unseal(&cipher, &key, open_envelope(&stored).unwrap().2).unwrap();
+        assert_eq!(plain[0], 0x01, "the compact layout");
+        assert!(plain.len() < json.len());
+        assert_eq!(store.get_client(id, 1000).await.unwrap(), Some(rec));
     }
 
     #[tokio::test]

@@ -30,6 +30,7 @@ pub struct InProc {
     pub args: Vec<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    sweeps: tokio::sync::mpsc::Sender<oneshot::Sender<Result<usize, String>>>,
 }
 
 impl InProc {
@@ -54,9 +55,11 @@ impl InProc {
         let cfg = Config::load(&flags.overrides).unwrap_or_else(|e| panic!("config: {e:#}"));
         let (bound_tx, bound_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (sweeps, sweep_rx) = tokio::sync::mpsc::channel(1);
         let opts = sessionbridge::server::RunOptions {
             clock: clock.clone() as SharedClock,
             bound: Some(bound_tx),
+            sweep_now: Some(sweep_rx),
         };
         let task = tokio::spawn(sessionbridge::server::run_with(cfg, opts, async move {
             let _ = stop_rx.await;
@@ -72,6 +75,7 @@ impl InProc {
             args: extra.iter().map(|s| s.to_string()).collect(),
             stop: Some(stop_tx),
             task: Some(task),
+            sweeps,
         }
     }
 
@@ -90,6 +94,14 @@ impl InProc {
     /// Moves this server's clock forward.
     pub fn advance(&self, secs: i64) {
         self.clock.advance(secs);
+    }
+
+    /// Has the server's sweeper run now, on the server's clock; returns
+    /// how many expired records it removed.
+    pub async fn sweep(&self) -> usize {
+        let (tx, rx) = oneshot::channel();
+        self.sweeps.send(tx).await.expect("the sweeper runs");
+        rx.await.expect("the sweeper answers").expect("the sweep")
     }
 
     /// Stops the server cleanly (drain, flush) and waits for it.
