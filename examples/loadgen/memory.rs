@@ -123,6 +123,10 @@ struct SoakArgs {
     /// Memory limit, MiB, instead of the chart's (drawn on the plot).
     #[arg(long)]
     limit_mib: Option<u64>,
+    /// First-visit lifetime, seconds, instead of the chart's (a short one
+    /// lets the store reach its steady size within the soak).
+    #[arg(long)]
+    first_visit_ttl_secs: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -141,6 +145,14 @@ struct StartupArgs {
     /// size matches.
     #[arg(long)]
     keep: bool,
+    /// Use this data directory as it is (written with the same key file,
+    /// `keys.json` under --work), instead of writing one; it is kept.
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Identities to write into the store before the first start (on top
+    /// of what it holds): what a restart replays after that many writes.
+    #[arg(long, default_value_t = 0)]
+    append: u64,
 }
 
 /// A server process; SIGKILL when dropped, SIGTERM on [`Srv::stop`].
@@ -978,7 +990,15 @@ async fn soak(env: &Env, a: SoakArgs) -> anyhow::Result<()> {
     );
     let dir = env.work.join("soak");
     let _ = std::fs::remove_dir_all(&dir);
-    let flags = vec!["--cache-mb".to_string(), cache_mb.to_string()];
+    let mut flags = vec!["--cache-mb".to_string(), cache_mb.to_string()];
+    if let Some(ttl) = a.first_visit_ttl_secs {
+        flags.extend([
+            "--first-visit-ttl-secs".to_string(),
+            ttl.to_string(),
+            "--sweep-interval-secs".to_string(),
+            "10".to_string(),
+        ]);
+    }
     let stored = if a.identities > 0 {
         let created = (sessionbridge::service::now_unix() - 86_400) as u32;
         let at = sessionbridge::service::now_unix();
@@ -1124,7 +1144,17 @@ async fn soak(env: &Env, a: SoakArgs) -> anyhow::Result<()> {
         last_minutes.iter().copied().fold(0.0, f64::max),
     );
     println!("- size on disk at the end: {:.0} MiB", mib(disk));
-    write_svg(&a.svg, &rows, limit_mib as f64, cache_mb as f64)?;
+    let about = format!(
+        "{} identities stored before, {}, 6 in 10 cookie hits, 3 first visits, 1 hand-off; {}",
+        a.identities,
+        if a.rate > 0.0 {
+            format!("{} requests/s", a.rate)
+        } else {
+            format!("{} in flight", a.in_flight)
+        },
+        flags.join(" ")
+    );
+    write_svg(&a.svg, &rows, limit_mib as f64, cache_mb as f64, &about)?;
     println!("- plot: {}", a.svg.display());
     anyhow::ensure!(errors == 0, "{errors} requests failed");
     Ok(())
@@ -1136,9 +1166,10 @@ fn write_svg(
     rows: &[(f64, Rss, u64, u64)],
     limit: f64,
     cache: f64,
+    about: &str,
 ) -> anyhow::Result<()> {
     let (w, h) = (640.0, 320.0);
-    let (left, right, top, bottom) = (56.0, 16.0, 28.0, 40.0);
+    let (left, right, top, bottom) = (56.0, 16.0, 40.0, 40.0);
     let t_max = rows.last().map_or(1.0, |r| r.0).max(1.0);
     let y_max = (limit * 1.1).max(rows.iter().map(|r| r.1.total).fold(0.0, f64::max) * 1.1);
     let x = |t: f64| left + (w - left - right) * t / t_max;
@@ -1153,6 +1184,11 @@ fn write_svg(
     writeln!(
         s,
         r#"<text x="{left}" y="16" font-size="12">sessionbridge soak: resident memory (MiB) over {t_max:.0} s of mixed traffic</text>"#
+    )?;
+    writeln!(
+        s,
+        r##"<text x="{left}" y="30" font-size="9" fill="#555">{}</text>"##,
+        about.replace('&', "&amp;").replace('<', "&lt;")
     )?;
     // Axes and grid.
     let step = if y_max > 800.0 { 200.0 } else { 50.0 };
@@ -1231,13 +1267,21 @@ fn write_svg(
 // ------------------------------------------------------------------ startup
 
 async fn startup(env: &Env, a: StartupArgs) -> anyhow::Result<()> {
-    let dir = env.work.join(format!("startup-{}", a.identities));
+    let dir = a
+        .store
+        .clone()
+        .unwrap_or_else(|| env.work.join(format!("startup-{}", a.identities)));
     let marker = dir.join("POPULATED");
     let created = (sessionbridge::service::now_unix() - 86_400) as u32;
-    if !marker.exists() {
+    if a.store.is_none() && !marker.exists() {
         let _ = std::fs::remove_dir_all(&dir);
         populate(&dir, &env.keys, created, 0, a.identities).await?;
         std::fs::write(&marker, a.identities.to_string())?;
+    }
+    if a.append > 0 {
+        // Past the identities `compare` and this command write.
+        let from = 1 << 33;
+        populate(&dir, &env.keys, created, from, from + a.append).await?;
     }
     println!(
         "  {} identities: {:.0} MiB on disk",
@@ -1247,8 +1291,12 @@ async fn startup(env: &Env, a: StartupArgs) -> anyhow::Result<()> {
     let flags = vec!["--cache-mb".to_string(), a.cache_mb.to_string()];
     let mut rows = Vec::new();
     for i in 0..=a.restarts {
-        let what = if i == 0 {
+        let what = if i == 0 && a.append > 0 {
+            "first start after the appended writes"
+        } else if i == 0 && a.store.is_none() {
             "first start after writing the store"
+        } else if i == 0 {
+            "start of the store as given"
         } else {
             "restart (nothing written since the last start)"
         };
@@ -1279,7 +1327,7 @@ async fn startup(env: &Env, a: StartupArgs) -> anyhow::Result<()> {
             rss.total
         );
     }
-    if !a.keep {
+    if !a.keep && a.store.is_none() {
         std::fs::remove_dir_all(&dir)?;
     }
     Ok(())
