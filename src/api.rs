@@ -506,6 +506,7 @@ impl<S: Store> Api<S> {
 /// Runs one call with a request id span, then records its outcome: one
 /// debug log line (RPC, code, duration, request id: never request data) and
 /// the request metrics.
+///
 /// `call` comes boxed: each RPC's future is several KiB, and the layers
 /// around it (this span, tonic's boxed trait future) would otherwise move it
 /// by value, a copy each time.

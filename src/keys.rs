@@ -68,7 +68,10 @@ struct KeyEntry {
 /// An HMAC-SHA256 key made ready once: its inner and outer padded blocks
 /// are hashed when the key file is loaded, and each MAC starts from a copy
 /// of that state instead of hashing the key again (two SHA-256 blocks
-/// fewer per MAC, on every page view).
+/// fewer per MAC, on every page view). The hashed pads are as secret as
+/// the key and, like the key ring, live as long as the process; unlike a
+/// [`Secret`] they are not wiped on drop (the `hmac` crate's state offers no
+/// way to).
 #[derive(Clone)]
 pub struct MacKey(Hmac<Sha256>);
 
