@@ -354,7 +354,7 @@ pub async fn prepare_redis(conn: &Conn) -> anyhow::Result<()> {
 
 /// Writes identities `from..to` straight into a sled data directory, as the
 /// server would have stored them.
-async fn populate(
+pub async fn populate(
     dir: &Path,
     keys: &Keyring,
     created: u32,

@@ -20,10 +20,10 @@ use clap::Subcommand;
 use sessionbridge::keys::Keyring;
 use sessionbridge::pb;
 use sessionbridge::pb::session_bridge_service_client::SessionBridgeServiceClient;
-use sessionbridge::store::{ClientRecord, ClientWrite, Durability, SledStore, Store};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
 
+use crate::compare::populate;
 use crate::run::{self, Plan};
 use crate::work::{self, Conn, Workload};
 
@@ -335,67 +335,6 @@ impl Env {
         srv.ready_after = started.elapsed();
         Ok(srv)
     }
-}
-
-/// Writes identities `from..to` straight into a sled data directory, as
-/// the server would have stored a returning visitor (the full lifetime),
-/// one writer thread per core.
-async fn populate(
-    dir: &Path,
-    keys: &Keyring,
-    created: u32,
-    from: u64,
-    to: u64,
-) -> anyhow::Result<()> {
-    let store = SledStore::open(
-        dir,
-        Durability::Interval,
-        Duration::from_secs(3600),
-        &keys.store_seal,
-    )?;
-    let now = sessionbridge::service::now_unix();
-    let started = Instant::now();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let store = store.clone();
-                scope.spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().build()?;
-                    rt.block_on(async {
-                        let mut i = from + t;
-                        while i < to {
-                            let record = ClientRecord {
-                                identity: work::stored_identity(i, created, now),
-                                user_keys: Vec::new(),
-                                adopted: false,
-                                first_visit: false,
-                            };
-                            store
-                                .put_client(ClientWrite {
-                                    record: &record,
-                                    link: &[],
-                                    expires_at: now + 400 * 86_400,
-                                    history: 10,
-                                })
-                                .await?;
-                            i += threads;
-                        }
-                        anyhow::Ok(())
-                    })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().expect("writer thread panicked"))
-    })?;
-    store.flush().await?;
-    println!(
-        "  stored identities {from}..{to} in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }
 
 /// Bytes the files under `dir` occupy on disk.
