@@ -608,7 +608,7 @@ struct Stored {
     keys: Arc<Keyring>,
     scope: sessionbridge::cookie::CookieScope,
     created: u32,
-    /// (first index of a batch, the time it was written)
+    /// (first index of a batch, the `seen` time it was written with)
     batches: Arc<Vec<(u64, i64)>>,
 }
 
@@ -668,8 +668,9 @@ async fn model(env: &Env, a: ModelArgs) -> anyhow::Result<()> {
     let mut rows: Vec<ModelRow> = Vec::new();
     let mut stored = 0;
     for &n in &a.identities {
-        batches.push((stored, sessionbridge::service::now_unix()));
-        populate(&base, &env.keys, created, stored, n).await?;
+        let seen = sessionbridge::service::now_unix() - 60;
+        batches.push((stored, seen));
+        populate(&base, &env.keys, created, seen, stored, n).await?;
         stored = n;
         let view = Stored {
             keys: env.keys.clone(),
@@ -940,8 +941,8 @@ async fn soak(env: &Env, a: SoakArgs) -> anyhow::Result<()> {
     }
     let stored = if a.identities > 0 {
         let created = (sessionbridge::service::now_unix() - 86_400) as u32;
-        let at = sessionbridge::service::now_unix();
-        populate(&dir, &env.keys, created, 0, a.identities).await?;
+        let seen = sessionbridge::service::now_unix() - 60;
+        populate(&dir, &env.keys, created, seen, 0, a.identities).await?;
         // Opened once: the soak starts from a snapshot, as a pod that
         // restarts on its volume would.
         env.start(&env.server, "soak-open", &dir, &flags)
@@ -958,7 +959,7 @@ async fn soak(env: &Env, a: SoakArgs) -> anyhow::Result<()> {
                 keys: env.keys.clone(),
                 scope,
                 created,
-                batches: Arc::new(vec![(0, at)]),
+                batches: Arc::new(vec![(0, seen)]),
             },
             a.identities,
         )))
@@ -1212,15 +1213,16 @@ async fn startup(env: &Env, a: StartupArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| env.work.join(format!("startup-{}", a.identities)));
     let marker = dir.join("POPULATED");
     let created = (sessionbridge::service::now_unix() - 86_400) as u32;
+    let seen = sessionbridge::service::now_unix() - 60;
     if a.store.is_none() && !marker.exists() {
         let _ = std::fs::remove_dir_all(&dir);
-        populate(&dir, &env.keys, created, 0, a.identities).await?;
+        populate(&dir, &env.keys, created, seen, 0, a.identities).await?;
         std::fs::write(&marker, a.identities.to_string())?;
     }
     if a.append > 0 {
         // Past the identities `compare` and this command write.
         let from = 1 << 33;
-        populate(&dir, &env.keys, created, from, from + a.append).await?;
+        populate(&dir, &env.keys, created, seen, from, from + a.append).await?;
     }
     println!(
         "  {} identities: {:.0} MiB on disk",

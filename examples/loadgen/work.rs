@@ -109,6 +109,8 @@ pub enum Workload {
         keys: Arc<Keyring>,
         count: u64,
         created: u32,
+        /// When `populate` stored them (its return value).
+        seen: i64,
     },
     /// ResolveSession for a first visit: one new record written.
     ResolveNew,
@@ -197,9 +199,10 @@ impl Workload {
                 keys,
                 count,
                 created,
+                seen,
             } => {
                 let i = rand::random::<u64>() % count;
-                let header = stored_cookie_header(keys, i, *created);
+                let header = stored_cookie_header(keys, i, *created, *seen);
                 let (ua, ip) = visitor(i);
                 resolve_expect(
                     conn,
@@ -321,24 +324,25 @@ pub fn stored_client_id(i: u64, created: u32) -> ClientId {
     )
 }
 
-/// The identity `populate` stores as number `i`: seen a minute ago.
-pub fn stored_identity(i: u64, created: u32, now: i64) -> Identity {
-    let mut id = SessionPolicy::default().new_identity(stored_client_id(i, created), now - 60);
+/// The identity `populate` stores as number `i`: its session started, and
+/// it was last seen, at `seen`.
+pub fn stored_identity(i: u64, created: u32, seen: i64) -> Identity {
+    let mut id = SessionPolicy::default().new_identity(stored_client_id(i, created), seen);
     id.session_number = 1 + (i % 7) as u32;
     id
 }
 
-/// The Cookie header of stored identity `i`, as the server would have set
-/// it on the shop's registrable domain.
-pub fn stored_cookie_header(keys: &Keyring, i: u64, created: u32) -> String {
+/// The Cookie header of stored identity `i`, as the server set it on the
+/// shop's registrable domain when it stored the identity at `seen`: the
+/// browser returns exactly what the store holds.
+pub fn stored_cookie_header(keys: &Keyring, i: u64, created: u32, seen: i64) -> String {
     let allowed = AllowedDomains::new(ALLOWED.split(',').map(String::from)).expect("domains");
     let scope = allowed.scope(SHOP, true).expect("shop allowed");
-    let now = sessionbridge::service::now_unix();
     let value = cookie::seal_identity(
         keys,
         &scope,
         "__Secure-sbid",
-        &stored_identity(i, created, now),
+        &stored_identity(i, created, seen),
     );
     format!("{OTHER_COOKIES}; __Secure-sbid={value}")
 }
