@@ -127,6 +127,14 @@ struct SoakArgs {
     /// lets the store reach its steady size within the soak).
     #[arg(long)]
     first_visit_ttl_secs: Option<u64>,
+    /// A mix that keeps the number of live records constant, to tell
+    /// growth with the live visitors from growth without them: six in ten
+    /// cookie hits of the stored identities (needs --identities), four in
+    /// ten first visits that never come back (and leave the store after
+    /// --first-visit-ttl-secs); no hand-offs and no returning first
+    /// visitors, which would each add a record kept for the full lifetime.
+    #[arg(long, requires = "identities")]
+    steady: bool,
 }
 
 #[derive(clap::Args)]
@@ -871,24 +879,32 @@ struct Sent {
 /// One request of the mix: six in ten cookie hits of returning visitors
 /// (half of them stored before the soak, when there are, half from its own
 /// first visits), three first visits, one hand-off (RecordHandoff, then
-/// the arrival on the other site through the referrer bridge).
+/// the arrival on the other site through the referrer bridge). With
+/// `steady`, six in ten cookie hits of stored identities and four first
+/// visits that never return.
 async fn mixed(
     conn: &Conn,
     n: u64,
     back: &Returning,
     sent: &Sent,
     stored: Option<&(Stored, u64)>,
+    steady: bool,
 ) -> Result<(), String> {
     let ch = conn.grpc.clone().ok_or("no gRPC connection")?;
     let mut c = SessionBridgeServiceClient::new(ch);
     let slot = n % 10;
-    if let (Some((view, count)), 0..=2) = (stored, slot) {
+    let stored_slots = if steady { 0..=5 } else { 0..=2 };
+    if let Some((view, count)) = stored.filter(|_| stored_slots.contains(&slot)) {
         stored_hit(conn.clone(), view.clone(), *count).await?;
         sent.hits.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
-    let returning = if slot < 6 { back.pick() } else { None };
-    if slot == 9 {
+    let returning = if slot < 6 && !steady {
+        back.pick()
+    } else {
+        None
+    };
+    if slot == 9 && !steady {
         Workload::Bridge.one(conn, n).await?;
         sent.handoffs.fetch_add(1, Ordering::Relaxed);
         return Ok(());
@@ -917,7 +933,9 @@ async fn mixed(
             .iter()
             .map(|c| format!("{}={}", c.name, c.value))
             .collect();
-        back.add(format!("locale=en-GB; {}", own.join("; ")));
+        if !steady {
+            back.add(format!("locale=en-GB; {}", own.join("; ")));
+        }
     }
     Ok(())
 }
@@ -967,8 +985,9 @@ async fn soak(env: &Env, a: SoakArgs) -> anyhow::Result<()> {
         None
     };
     println!(
-        "# soak: {} s of mixed traffic, {} in flight, {}; {} identities stored before; the chart's settings: memory limit {limit_mib} MiB, cache_mb {cache_mb}; server flags: {}",
+        "# soak: {} s of {} traffic, {} in flight, {}; {} identities stored before; the chart's settings: memory limit {limit_mib} MiB, cache_mb {cache_mb}; server flags: {}",
         a.seconds,
+        if a.steady { "steady (no new lasting records)" } else { "mixed" },
         a.in_flight,
         if a.rate > 0.0 { format!("{} requests/s", a.rate) } else { "as fast as answered".into() },
         a.identities,
@@ -986,6 +1005,7 @@ async fn soak(env: &Env, a: SoakArgs) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     let t0 = tokio::time::Instant::now();
     let rate = a.rate;
+    let steady = a.steady;
     for i in 0..a.in_flight.max(1) {
         let conn = conns[i % conns.len()].clone();
         let (back, sent, seq, stored) = (back.clone(), sent.clone(), seq.clone(), stored.clone());
@@ -999,7 +1019,7 @@ async fn soak(env: &Env, a: SoakArgs) -> anyhow::Result<()> {
                         break;
                     }
                 }
-                if let Err(e) = mixed(&conn, n, &back, &sent, stored.as_deref()).await {
+                if let Err(e) = mixed(&conn, n, &back, &sent, stored.as_deref(), steady).await {
                     sent.errors.fetch_add(1, Ordering::Relaxed);
                     first_error.get_or_insert(e);
                 }
