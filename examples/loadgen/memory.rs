@@ -1105,12 +1105,17 @@ async fn soak(env: &Env, a: SoakArgs) -> anyhow::Result<()> {
     );
     println!("- size on disk at the end: {:.0} MiB", mib(disk));
     let about = format!(
-        "{} identities stored before, {}, 6 in 10 cookie hits, 3 first visits, 1 hand-off; {}",
+        "{} identities stored before, {}, {}; {}",
         a.identities,
         if a.rate > 0.0 {
             format!("{} requests/s", a.rate)
         } else {
             format!("{} in flight", a.in_flight)
+        },
+        if a.steady {
+            "6 in 10 cookie hits of stored identities, 4 first visits that never return"
+        } else {
+            "6 in 10 cookie hits, 3 first visits, 1 hand-off"
         },
         flags.join(" ")
     );
@@ -1143,7 +1148,7 @@ fn write_svg(
     writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#)?;
     writeln!(
         s,
-        r#"<text x="{left}" y="16" font-size="12">sessionbridge soak: resident memory (MiB) over {t_max:.0} s of mixed traffic</text>"#
+        r#"<text x="{left}" y="16" font-size="12">sessionbridge soak: resident memory (MiB) over {t_max:.0} s of traffic</text>"#
     )?;
     writeln!(
         s,
