@@ -73,7 +73,8 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Only the scale comparison (start-up, then the large store against
-    /// the small one, `--repeat` times): no PostgreSQL, no Redis.
+    /// the small one, `--repeat` times): no PostgreSQL; the Redis store is
+    /// not measured.
     #[arg(long, conflicts_with = "quick")]
     scale: bool,
 }
@@ -771,7 +772,10 @@ async fn scale(
     ];
     for (mode, flags) in [
         ("reads only", &READS_ONLY[..]),
-        ("a write on every hit", &["--touch-write-secs", "0"][..]),
+        (
+            "a write on every hit",
+            &["--session-timeout-secs", "86400", "--touch-write-secs", "0"][..],
+        ),
     ] {
         if mode != "reads only" {
             drop((big, small));

@@ -129,11 +129,11 @@ struct SoakArgs {
     first_visit_ttl_secs: Option<u64>,
     /// A mix that keeps the number of live records constant, to tell
     /// growth with the live visitors from growth without them: six in ten
-    /// cookie hits of the stored identities (needs --identities), four in
-    /// ten first visits that never come back (and leave the store after
-    /// --first-visit-ttl-secs); no hand-offs and no returning first
+    /// cookie hits of the stored identities, four in ten first visits that
+    /// never come back and leave the store after --first-visit-ttl-secs
+    /// (both required); no hand-offs and no returning first
     /// visitors, which would each add a record kept for the full lifetime.
-    #[arg(long, requires = "identities")]
+    #[arg(long, requires_all = ["identities", "first_visit_ttl_secs"])]
     steady: bool,
 }
 
@@ -941,6 +941,10 @@ async fn mixed(
 }
 
 async fn soak(env: &Env, a: SoakArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !a.steady || a.identities > 0,
+        "--steady needs stored identities (--identities above 0)"
+    );
     let (limit_mib, cache_mb) = chart_settings(&a.chart_values)?;
     let (limit_mib, cache_mb) = (
         a.limit_mib.unwrap_or(limit_mib),

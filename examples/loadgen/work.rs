@@ -109,7 +109,7 @@ pub enum Workload {
         keys: Arc<Keyring>,
         count: u64,
         created: u32,
-        /// When `populate` stored them (its return value).
+        /// The visit time `populate` stored them with.
         seen: i64,
     },
     /// ResolveSession for a first visit: one new record written.
