@@ -303,8 +303,10 @@ settings! {
     /// Lifetime of an identity (cookie Max-Age and stored record), in days;
     /// at most 400, the cap browsers apply.
     identity_ttl_days: u32 = 400;
-    /// Lifetime of the record of a first visit that brought no other
-    /// evidence (no cookie, token, login or GA id), in seconds. The
+    /// Lifetime of the record of a first visit that brought no verified
+    /// evidence (no own cookie, token or login; a GA id, `_gl`, the
+    /// referrer bridge or a session parameter alone count as none: anyone
+    /// can make them up), in seconds. The
     /// visitor's second hit with the cookie extends it to
     /// `identity_ttl_days`; until then the record holds nothing the cookie
     /// does not, so bots and visitors who refuse cookies stop growing the

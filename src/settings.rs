@@ -22,7 +22,7 @@ pub struct Settings {
     /// `evidence::own_cookie::names`), made once.
     pub cookie_names: Vec<String>,
     pub identity_ttl_secs: i64,
-    /// How long the record of a first visit with no other evidence lives
+    /// How long the record of a first visit with no verified evidence lives
     /// until the visitor's second hit extends it to `identity_ttl_secs`.
     pub first_visit_ttl_secs: i64,
     /// A hit that changes nothing but the last-hit time is written only

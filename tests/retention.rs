@@ -154,6 +154,83 @@ async fn a_first_visit_that_never_returns_is_swept_after_its_lifetime() {
     assert!(expires >= now - 5 + FULL, "kept for the full lifetime");
 }
 
+/// A GA id is written by anyone: a first visit that brings only a `_ga`
+/// (a bot can make one up for every request) is kept no longer than one
+/// that brings nothing, with its `adopted` mark; the visitor's next hit,
+/// with the own cookie, keeps it for the full lifetime and the mark with
+/// it, so a later login on it still moves to a fresh client id.
+#[tokio::test]
+async fn a_first_visit_with_only_a_ga_id_is_kept_for_a_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyfile(dir.path());
+    let data = dir.path().join("data");
+    let args = [
+        "--keys",
+        keys.to_str().unwrap(),
+        "--sweep-interval-secs",
+        "86400",
+    ];
+    let server = InProc::start(&data, &args).await;
+    let mut browser = Browser::new();
+    let ga = format!("GA1.1.734826195.{}", server.clock.now() - 100);
+    browser.accept(
+        "www.shop.example",
+        &[pb::Cookie {
+            name: "_ga".into(),
+            value: ga,
+            ..Default::default()
+        }],
+    );
+    let before = server.clock.now();
+    let first = browser.visit(&mut server.client().await, SHOP, "").await;
+    let after = server.clock.now();
+    assert_eq!(method(&first), ResolutionMethod::GaCookie);
+    let id = client_id(&first);
+    assert!(id.starts_with("734826195."), "{id}");
+    let clock = server.clock.clone();
+    server.stop().await;
+    let (json, expires, _) = the_client(&stored(&data, &keys, &[&id]));
+    assert!(json.contains("\"first_visit\":true"), "{json}");
+    assert!(json.contains("\"adopted\":true"), "{json}");
+    assert!(
+        (before + DAY..=after + DAY).contains(&expires),
+        "kept for a day: {expires} against {before}"
+    );
+
+    // Back with the own cookie (and the `_ga`): the full lifetime, still
+    // adopted.
+    let server = InProc::start_on(&data, &args, clock.clone()).await;
+    let second = browser.visit(&mut server.client().await, SHOP, "").await;
+    assert_eq!(method(&second), ResolutionMethod::Cookie);
+    assert_eq!(client_id(&second), id);
+    let now = server.clock.now();
+    server.stop().await;
+    let (json, expires, _) = the_client(&stored(&data, &keys, &[&id]));
+    assert!(!json.contains("first_visit"), "{json}");
+    assert!(json.contains("\"adopted\":true"), "{json}");
+    assert!(expires >= now - 5 + FULL, "kept for the full lifetime");
+
+    // Never back: after its day the sweeper removes it.
+    let fresh = dir.path().join("fresh");
+    let server = InProc::start_on(&fresh, &args, clock).await;
+    let mut bot = Browser::new();
+    bot.accept(
+        "www.shop.example",
+        &[pb::Cookie {
+            name: "_ga".into(),
+            value: format!("GA1.1.111222333.{}", server.clock.now() - 100),
+            ..Default::default()
+        }],
+    );
+    let r = bot.visit(&mut server.client().await, SHOP, "").await;
+    assert_eq!(method(&r), ResolutionMethod::GaCookie);
+    server.advance(DAY + BUCKET + 60);
+    assert_eq!(server.sweep().await, 1, "the made-up id's record goes");
+    server.stop().await;
+    let left = stored(&fresh, &keys, &[&client_id(&r)]);
+    assert!(left.is_empty(), "the store still holds {left:?}");
+}
+
 /// A visitor who comes back with the cookie: the second hit rewrites the
 /// record once, for the full lifetime; later hits write nothing (the value
 /// stored is byte for byte the same, nonce included); past the first-visit

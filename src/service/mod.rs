@@ -355,19 +355,27 @@ impl<S: Store> Service<S> {
                 && !stored.first_visit
                 && self.only_touched(&stored.identity, &identity)
         });
+        let first_contact = record.is_none();
         let mut user_keys = record.map(|r| r.user_keys).unwrap_or_default();
         for k in link_keys {
             if !user_keys.contains(k) {
                 user_keys.push(*k);
             }
         }
-        // A first visit with no other evidence is kept for a short time:
-        // its record holds nothing the cookie does not (no user, not
-        // adopted), so if the visitor never comes back (a bot, a browser
-        // that refuses cookies) it goes, and if they do, the cookie names
-        // them again either way.
-        let first_visit =
-            method == Method::New && user_keys.is_empty() && identity.user_id.is_none() && !adopted;
+        // A first visit that brings no evidence but what anyone can write
+        // (none at all, a GA id, the referrer bridge, a raw session
+        // parameter) is kept for a short time: its record holds nothing the
+        // cookie does not but the `adopted` mark, so if the visitor never
+        // comes back (a bot, a browser that refuses cookies) it goes, and if
+        // they do, the cookie names them again either way. A made-up `_ga`
+        // on every request then grows the store no more than no cookie at
+        // all; the second hit, with the own cookie, keeps the record (and
+        // its mark) for the full lifetime.
+        let first_visit = first_contact
+            && method != Method::NoConsent
+            && evidence::trust(method) == evidence::Trust::Forgeable
+            && user_keys.is_empty()
+            && identity.user_id.is_none();
         let record = ClientRecord {
             identity,
             user_keys,

@@ -41,11 +41,12 @@ pub struct ClientRecord {
     /// login on it starts a fresh client id instead of linking it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
-    /// Written by a first visit that brought no other evidence, and kept
-    /// for `first_visit_ttl_secs` only: the visitor's next hit with the
-    /// cookie rewrites it, once, for the full lifetime. Such a record holds
-    /// nothing the cookie does not (no user, not adopted), so it may
-    /// expire while the cookie lives: the cookie alone names the visitor
+    /// Written by a first visit that brought no verified evidence (none, or
+    /// only what anyone can write, such as a GA id), and kept for
+    /// `first_visit_ttl_secs` only: the visitor's next hit with the cookie
+    /// rewrites it, once, for the full lifetime. Such a record holds
+    /// nothing the cookie does not but the `adopted` mark (no user), so it
+    /// may expire while the cookie lives: the cookie alone names the visitor
     /// again. Records written before the mark existed read as not marked.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub first_visit: bool,
