@@ -154,6 +154,19 @@ async fn a_first_visit_that_never_returns_is_swept_after_its_lifetime() {
     assert!(expires >= now - 5 + FULL, "kept for the full lifetime");
 }
 
+/// Puts a `_ga` cookie anyone could write (random number `random`, first
+/// visit a moment before `now`) in the browser's jar for the shop.
+fn made_up_ga(browser: &mut Browser, random: u32, now: i64) {
+    browser.accept(
+        "www.shop.example",
+        &[pb::Cookie {
+            name: "_ga".into(),
+            value: format!("GA1.1.{random}.{}", now - 100),
+            ..Default::default()
+        }],
+    );
+}
+
 /// A GA id is written by anyone: a first visit that brings only a `_ga`
 /// (a bot can make one up for every request) is kept no longer than one
 /// that brings nothing, with its `adopted` mark; the visitor's next hit,
@@ -172,15 +185,7 @@ async fn a_first_visit_with_only_a_ga_id_is_kept_for_a_day() {
     ];
     let server = InProc::start(&data, &args).await;
     let mut browser = Browser::new();
-    let ga = format!("GA1.1.734826195.{}", server.clock.now() - 100);
-    browser.accept(
-        "www.shop.example",
-        &[pb::Cookie {
-            name: "_ga".into(),
-            value: ga,
-            ..Default::default()
-        }],
-    );
+    made_up_ga(&mut browser, 734826195, server.clock.now());
     let before = server.clock.now();
     let first = browser.visit(&mut server.client().await, SHOP, "").await;
     let after = server.clock.now();
@@ -214,14 +219,7 @@ async fn a_first_visit_with_only_a_ga_id_is_kept_for_a_day() {
     let fresh = dir.path().join("fresh");
     let server = InProc::start_on(&fresh, &args, clock).await;
     let mut bot = Browser::new();
-    bot.accept(
-        "www.shop.example",
-        &[pb::Cookie {
-            name: "_ga".into(),
-            value: format!("GA1.1.111222333.{}", server.clock.now() - 100),
-            ..Default::default()
-        }],
-    );
+    made_up_ga(&mut bot, 111222333, server.clock.now());
     let r = bot.visit(&mut server.client().await, SHOP, "").await;
     assert_eq!(method(&r), ResolutionMethod::GaCookie);
     server.advance(DAY + BUCKET + 60);
