@@ -422,7 +422,7 @@ pub async fn populate(
 }
 
 /// Bytes the files under `dir` occupy on disk.
-fn disk_bytes(dir: &Path) -> u64 {
+pub fn disk_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];

@@ -23,7 +23,7 @@ use sessionbridge::pb::session_bridge_service_client::SessionBridgeServiceClient
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
 
-use crate::compare::populate;
+use crate::compare::{disk_bytes, populate};
 use crate::run::{self, Plan};
 use crate::work::{self, Conn, Workload};
 
@@ -345,27 +345,6 @@ impl Env {
     }
 }
 
-/// Bytes the files under `dir` occupy on disk.
-fn disk_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else {
-                total += m.blocks() * 512;
-            }
-        }
-    }
-    total
-}
-
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / 1_048_576.0
 }
@@ -665,12 +644,7 @@ async fn model(env: &Env, a: ModelArgs) -> anyhow::Result<()> {
     let run_dir = env.work.join("model-run");
     let _ = std::fs::remove_dir_all(&base);
     let created = (sessionbridge::service::now_unix() - 86_400) as u32;
-    let allowed =
-        sessionbridge::cookie::AllowedDomains::new(work::ALLOWED.split(',').map(String::from))
-            .map_err(anyhow::Error::msg)?;
-    let scope = allowed
-        .scope(work::SHOP, true)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scope = work::shop_scope();
     let mut batches = Vec::new();
     let secs = Duration::from_secs_f64(a.seconds);
     let mut rows: Vec<ModelRow> = Vec::new();
@@ -970,12 +944,7 @@ async fn soak(env: &Env, a: SoakArgs) -> anyhow::Result<()> {
         env.start(&env.server, "soak-open", &dir, &flags)
             .await?
             .stop()?;
-        let allowed =
-            sessionbridge::cookie::AllowedDomains::new(work::ALLOWED.split(',').map(String::from))
-                .map_err(anyhow::Error::msg)?;
-        let scope = allowed
-            .scope(work::SHOP, true)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let scope = work::shop_scope();
         Some(Arc::new((
             Stored {
                 keys: env.keys.clone(),

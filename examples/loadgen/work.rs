@@ -332,15 +332,21 @@ pub fn stored_identity(i: u64, created: u32, seen: i64) -> Identity {
     id
 }
 
+/// The cookie scope of the shop's registrable domain, as the server uses it.
+pub fn shop_scope() -> cookie::CookieScope {
+    AllowedDomains::new(ALLOWED.split(',').map(String::from))
+        .expect("domains")
+        .scope(SHOP, true)
+        .expect("shop allowed")
+}
+
 /// The Cookie header of stored identity `i`, as the server set it on the
 /// shop's registrable domain when it stored the identity at `seen`: the
 /// browser returns exactly what the store holds.
 pub fn stored_cookie_header(keys: &Keyring, i: u64, created: u32, seen: i64) -> String {
-    let allowed = AllowedDomains::new(ALLOWED.split(',').map(String::from)).expect("domains");
-    let scope = allowed.scope(SHOP, true).expect("shop allowed");
     let value = cookie::seal_identity(
         keys,
-        &scope,
+        &shop_scope(),
         "__Secure-sbid",
         &stored_identity(i, created, seen),
     );
