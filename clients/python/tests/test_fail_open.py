@@ -4,6 +4,7 @@ except webhook_identity, which raises so that the webhook is retried."""
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import Callable, List
 
@@ -80,10 +81,17 @@ def test_a_call_over_the_deadline_is_abandoned(
     app_factory: Callable[..., List[App]],
     new_browser: Callable[[], httpx.Client],
 ) -> None:
-    # A deadline no call can meet (a microsecond).
-    (app,) = app_factory([(kind, sidecar, {"SB_DEADLINE_MS": "0.001"})])
+    # A sidecar that answers nothing while the page is served (stopped, so
+    # the call cannot finish however fast the machine): the 50 ms deadline
+    # passes. A microsecond deadline alone was met now and then.
+    (app,) = app_factory([(kind, sidecar, {"SB_DEADLINE_MS": "50"})])
     visitor = new_browser()
-    page = visitor.get(app.url(SHOP))
+    assert sidecar.proc is not None
+    sidecar.proc.send_signal(signal.SIGSTOP)
+    try:
+        page = visitor.get(app.url(SHOP))
+    finally:
+        sidecar.proc.send_signal(signal.SIGCONT)
     assert page.status_code == 200
     assert page.json()["identity"] is None
     assert not own_cookies(page)
